@@ -1,0 +1,173 @@
+/*!
+Options shared by initupload and sidecar for uploading to blob storage (upstream
+`pkg/gcsupload`): the `GCSConfiguration` inlined, credentials files and `dry_run`.
+*/
+
+use serde::{Deserialize, Serialize};
+
+use crate::prowapi::{GcsConfigError, GcsConfiguration};
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sub_dir: String,
+    #[serde(flatten)]
+    pub gcs: GcsConfiguration,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub gcs_credentials_file: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub s3_credentials_file: String,
+    /// Absent in JSON means false; the `--dry-run` flag defaults to true.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptionsError {
+    #[error("GCS upload was requested no GCS bucket was provided")]
+    NoBucket,
+    #[error(transparent)]
+    Config(#[from] GcsConfigError),
+}
+
+impl Options {
+    /// Upstream's `Options.Validate`: a local output dir skips every other check.
+    pub fn validate(&self) -> Result<(), OptionsError> {
+        if !self.gcs.local_output_dir.is_empty() {
+            return Ok(());
+        }
+        if !self.dry_run && self.gcs.bucket.is_empty() {
+            return Err(OptionsError::NoBucket);
+        }
+        Ok(self.gcs.validate()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_defaults_and_order() {
+        let o: Options = serde_json::from_str(
+            r#"{"bucket":"prow-artifacts","path_strategy":"explicit","gcs_credentials_file":"/secrets/gcs/service-account.json","dry_run":false}"#,
+        )
+        .unwrap();
+        assert!(!o.dry_run);
+        assert_eq!(o.validate(), Ok(()));
+        assert_eq!(
+            serde_json::to_string(&o).unwrap(),
+            r#"{"bucket":"prow-artifacts","path_strategy":"explicit","gcs_credentials_file":"/secrets/gcs/service-account.json","dry_run":false}"#
+        );
+    }
+
+    #[test]
+    fn validate_rules() {
+        let mut o = Options::default();
+        assert_eq!(o.validate(), Err(OptionsError::NoBucket));
+        o.dry_run = true;
+        // Upstream quirk: dry run with no bucket then fails only on the strategy.
+        assert_eq!(
+            o.validate(),
+            Err(OptionsError::Config(GcsConfigError::BadStrategy))
+        );
+        o.gcs.local_output_dir = "/output".into();
+        assert_eq!(o.validate(), Ok(()));
+    }
+}
+
+/// The gcsupload flags, used when the options variable is absent (initupload, sidecar).
+#[derive(clap::Args, Debug, Clone)]
+pub struct Flags {
+    /// Optional sub-directory of the job's path to which artifacts are uploaded
+    #[arg(long = "sub-dir", default_value = "")]
+    pub sub_dir: String,
+    /// how to encode org and repo into GCS paths (legacy, single, explicit)
+    #[arg(long = "path-strategy", default_value = "explicit")]
+    pub path_strategy: String,
+    /// optional default org for GCS path encoding
+    #[arg(long = "default-org", default_value = "")]
+    pub default_org: String,
+    /// optional default repo for GCS path encoding
+    #[arg(long = "default-repo", default_value = "")]
+    pub default_repo: String,
+    /// GCS path to upload into, e.g. gs://bucket/prefix
+    #[arg(long = "gcs-path", default_value = "")]
+    pub gcs_path: String,
+    /// do not interact with GCS
+    #[arg(long = "dry-run", default_value = "true", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = crate::options::parse_go_bool)]
+    pub dry_run: bool,
+    /// Optional comma-delimited set of extension media types (ext:media/type)
+    #[arg(long = "media-type")]
+    pub media_type: Vec<String>,
+    /// If specified, files are copied to this dir instead of uploading to GCS
+    #[arg(long = "local-output-dir", default_value = "")]
+    pub local_output_dir: String,
+    /// file where Google Cloud authentication credentials are stored
+    #[arg(long = "gcs-credentials-file", default_value = "")]
+    pub gcs_credentials_file: String,
+    /// file where S3 credentials are stored
+    #[arg(long = "s3-credentials-file", default_value = "")]
+    pub s3_credentials_file: String,
+}
+
+/// The long names of [`Flags`], for [`crate::options::go_flags`].
+pub const FLAG_NAMES: &[&str] = &[
+    "sub-dir",
+    "path-strategy",
+    "default-org",
+    "default-repo",
+    "gcs-path",
+    "dry-run",
+    "dry-run?",
+    "media-type",
+    "local-output-dir",
+    "gcs-credentials-file",
+    "s3-credentials-file",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlagError {
+    #[error("invalid media type {0:?}: expected ext:media/type")]
+    MediaType(String),
+    #[error(transparent)]
+    Path(#[from] GcsConfigError),
+}
+
+impl Flags {
+    /// Turns flags into options as upstream's `Complete` + `Validate` do: `--gcs-path` sets the
+    /// bucket (without scheme) and the path prefix.
+    pub fn into_options(self, items: Vec<String>) -> Result<Options, FlagError> {
+        let mut media_types = std::collections::BTreeMap::new();
+        for entry in self.media_type.iter().flat_map(|m| m.split(',')) {
+            let (ext, ty) = entry
+                .split_once(':')
+                .ok_or_else(|| FlagError::MediaType(entry.to_string()))?;
+            media_types.insert(ext.to_string(), ty.to_string());
+        }
+        let mut gcs = GcsConfiguration {
+            path_strategy: self.path_strategy,
+            default_org: self.default_org,
+            default_repo: self.default_repo,
+            media_types,
+            local_output_dir: self.local_output_dir,
+            ..Default::default()
+        };
+        if !self.gcs_path.is_empty() {
+            let p = crate::prowapi::parse_bucket(&self.gcs_path)?;
+            gcs.bucket = p.bucket;
+            gcs.path_prefix = p.path;
+        }
+        Ok(Options {
+            items,
+            sub_dir: self.sub_dir,
+            gcs,
+            gcs_credentials_file: self.gcs_credentials_file,
+            s3_credentials_file: self.s3_credentials_file,
+            dry_run: self.dry_run,
+        })
+    }
+}
