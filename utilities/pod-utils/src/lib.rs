@@ -6,6 +6,7 @@ This crate does no process-level work of its own: the utilities' binaries decide
 everything here returns typed errors.
 */
 
+pub mod clone;
 pub mod downwardapi;
 pub mod duration;
 pub mod env;
