@@ -1,1 +1,16 @@
+/*!
+tetrapod's emulation lab, as a pipeline anyone can follow, one module per step:
+build ([`build`], with [`toolchain`] and the arch table in [`target`]) -> run ([`runner`],
+[`probe`]) -> observe ([`observe`]) -> normalise ([`normalise`]) -> compare ([`compare`]) ->
+report ([`report`]).
+*/
 
+pub mod build;
+pub mod compare;
+pub mod normalise;
+pub mod observe;
+pub mod probe;
+pub mod report;
+pub mod runner;
+pub mod target;
+pub mod toolchain;

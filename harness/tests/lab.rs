@@ -1,1 +1,118 @@
-fn main() {}
+//! The lab as a test target: `cargo test -p harness -- --arch ppc64le [filters] [libtest flags]`.
+//!
+//! Takes `--arch` (one arch or `all`, default `all`), hands every other argument to a
+//! libtest-compatible runner, builds the selected arches' binaries once, then runs one test per
+//! (arch, case). Every arch compares with the same golden in `tests/snapshots/`.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::process::ExitCode;
+
+use harness::target::{self, Arch};
+use harness::toolchain::Toolchain;
+use harness::{build, compare, normalise, observe, probe, runner::Runner};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+fn main() -> ExitCode {
+    let (arches, rest) = match split_args(std::env::args().collect()) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("lab: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let args = Arguments::from_iter(rest);
+    if !args.list {
+        let built = Toolchain::load()
+            .map_err(anyhow::Error::from)
+            .and_then(|tc| build::build(&tc, &arches));
+        if let Err(e) = built {
+            eprintln!("lab: {e:#}");
+            return ExitCode::from(1);
+        }
+    }
+    let mut trials = Vec::new();
+    for &arch in &arches {
+        trials.push(Trial::test(
+            format!("{arch}::runner::executes_the_arch_binary"),
+            move || runner_check(arch),
+        ));
+        for p in probe::all() {
+            trials.push(Trial::test(
+                format!("{arch}::probe::{}", p.name),
+                move || probe_check(arch, &p),
+            ));
+        }
+    }
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+/// Pulls `--arch X` / `--arch=X` out of the arguments; the rest is libtest's.
+fn split_args(args: Vec<String>) -> Result<(Vec<Arch>, Vec<String>), String> {
+    let mut arches = target::ALL.to_vec();
+    let mut rest = Vec::new();
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        let value = if a == "--arch" {
+            Some(it.next().ok_or("--arch needs a value")?)
+        } else {
+            a.strip_prefix("--arch=").map(str::to_string)
+        };
+        match value {
+            Some(v) => arches = target::parse_selection(&v).map_err(|e| e.to_string())?,
+            None => rest.push(a),
+        }
+    }
+    Ok((arches, rest))
+}
+
+/// Proves the runner really runs the arch's binary: the binary is an ELF of that arch, and for
+/// foreign arches qemu's syscall trace of the run is non-empty (a bypassed emulator leaves none).
+fn runner_check(arch: Arch) -> Result<(), Failed> {
+    let bin = build::binary(arch, "entrypoint");
+    build::check_elf(&bin, arch).map_err(|e| format!("{e:#}"))?;
+    let runner = Runner::new(arch, None).map_err(|e| format!("{e:#}"))?;
+    if runner.emulator.is_none() {
+        return Ok(());
+    }
+    let out = runner
+        .with_strace()
+        .command(&bin)
+        .map_err(|e| format!("{e:#}"))?
+        .arg("--help")
+        .output()
+        .map_err(|e| e.to_string())?;
+    let trace = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() || !trace.contains(" write(1,") {
+        return Err(format!(
+            "{arch}: no qemu syscall trace of the guest writing its help:\n{trace}"
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn probe_check(arch: Arch, p: &probe::Probe) -> Result<(), Failed> {
+    let runner = Runner::new(arch, None).map_err(|e| format!("{e:#}"))?;
+    let observed = observe::run(&runner, p).map_err(|e| format!("{e:#}"))?;
+    let got = compare::render(&normalise::observation(&observed));
+    let diff = compare::golden(&p.name).and_then(|want| compare::first_difference(&want, &got));
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        insta::with_settings!({
+            snapshot_path => compare::snapshot_dir(),
+            prepend_module_to_snapshot => false,
+            omit_expression => true,
+            description => format!("{} {}", p.utility, p.args.join(" ")),
+        }, {
+            insta::assert_snapshot!(p.name.as_str(), got);
+        });
+    }));
+    match result {
+        Ok(()) => Ok(()),
+        Err(_) => Err(format!(
+            "{arch} differs from golden {}: {}",
+            p.name,
+            diff.unwrap_or_else(|| "no golden yet (review with `cargo insta review`)".into())
+        )
+        .into()),
+    }
+}

@@ -1,0 +1,200 @@
+/*!
+Builds the lab's binaries for each arch with the ONE provisioned compiler, then checks every ELF
+header (machine, byte order, static) before anyone runs it. Output:
+`target/lab/<arch>/<bin>` (stripped, what images ship) and `target/lab/<arch>/debug/<bin>`
+(unstripped, with line tables, for backtraces and gdb).
+*/
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use object::Object;
+
+use crate::target::Arch;
+use crate::toolchain::Toolchain;
+
+/// The binaries the lab builds for every arch.
+pub const BINARIES: &[&str] = &["clonerefs", "initupload", "entrypoint", "sidecar"];
+
+/// The cargo profile used: release, with symbols kept (see the workspace Cargo.toml).
+const PROFILE: &str = "lab";
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("harness lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// `target/lab`, or `$CARGO_TARGET_DIR/lab`.
+pub fn lab_dir() -> PathBuf {
+    target_dir().join("lab")
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Where the stripped binary `bin` for `arch` is placed.
+pub fn binary(arch: Arch, bin: &str) -> PathBuf {
+    lab_dir().join(arch.name()).join(bin)
+}
+
+/// Where its unstripped twin is.
+pub fn debug_binary(arch: Arch, bin: &str) -> PathBuf {
+    lab_dir().join(arch.name()).join("debug").join(bin)
+}
+
+/// Builds every lab binary for `arches` in one cargo invocation (cargo schedules across targets),
+/// then strips, places and checks them.
+pub fn build(tc: &Toolchain, arches: &[Arch]) -> Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace_root())
+        .args(["build", "--locked", "--profile", PROFILE])
+        .arg("--target-dir")
+        .arg(target_dir().join("cross"))
+        .env("RUSTC", &tc.rustc)
+        // The outer cargo (when we run inside `cargo test`) may have set these for itself.
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET");
+    for bin in BINARIES {
+        cmd.args(["--bin", bin]);
+    }
+    for &arch in arches {
+        let t = arch.target();
+        let upper = t.triple.to_uppercase().replace('-', "_");
+        let lower = t.triple.replace('-', "_");
+        cmd.args(["--target", &t.triple]);
+        // Static glibc executables: they are copied into arbitrary images of their arch.
+        cmd.env(
+            format!("CARGO_TARGET_{upper}_RUSTFLAGS"),
+            "-C target-feature=+crt-static",
+        );
+        cmd.env(
+            format!("CARGO_TARGET_{upper}_LINKER"),
+            format!("{}-gcc", t.gnu),
+        );
+        cmd.env(format!("CC_{lower}"), format!("{}-gcc", t.gnu));
+        cmd.env(format!("AR_{lower}"), format!("{}-ar", t.gnu));
+    }
+    let status = cmd
+        .status()
+        .context("could not start cargo for the lab build")?;
+    if !status.success() {
+        bail!("lab build failed ({status}) for {}", names(arches));
+    }
+    for &arch in arches {
+        let t = arch.target();
+        for bin in BINARIES {
+            let built = target_dir()
+                .join("cross")
+                .join(&t.triple)
+                .join(PROFILE)
+                .join(bin);
+            let debug = debug_binary(arch, bin);
+            let stripped = binary(arch, bin);
+            std::fs::create_dir_all(debug.parent().expect("has parent"))?;
+            copy_replace(&built, &debug)?;
+            let tmp = stripped.with_extension("strip-tmp");
+            let status = Command::new(format!("{}-strip", t.gnu))
+                .arg("--strip-all")
+                .arg("-o")
+                .arg(&tmp)
+                .arg(&built)
+                .status()
+                .with_context(|| format!("could not run {}-strip", t.gnu))?;
+            if !status.success() {
+                bail!("{}-strip failed on {}", t.gnu, built.display());
+            }
+            std::fs::rename(&tmp, &stripped)?;
+            check_elf(&stripped, arch)?;
+            check_elf(&debug, arch)?;
+        }
+    }
+    Ok(())
+}
+
+fn names(arches: &[Arch]) -> String {
+    arches
+        .iter()
+        .map(|a| a.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Copies through a temp file so a running reader never sees a half-written binary.
+fn copy_replace(from: &Path, to: &Path) -> Result<()> {
+    let tmp = to.with_extension("copy-tmp");
+    std::fs::copy(from, &tmp).with_context(|| format!("copy {}", from.display()))?;
+    std::fs::rename(&tmp, to)?;
+    Ok(())
+}
+
+/// What an ELF header says about a binary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElfInfo {
+    pub architecture: object::Architecture,
+    pub endianness: object::Endianness,
+    pub is_64: bool,
+    /// No program interpreter and no DT_NEEDED: runs without a loader or shared libraries.
+    pub is_static: bool,
+}
+
+pub fn elf_info(path: &Path) -> Result<ElfInfo> {
+    use object::read::elf::{Dyn, ElfFile64, ProgramHeader};
+    let data = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+    let file = ElfFile64::<object::Endianness>::parse(&*data)
+        .with_context(|| format!("{} is not a 64-bit ELF file", path.display()))?;
+    let endian = file.endian();
+    let mut is_static = true;
+    for ph in file.elf_program_headers() {
+        if ph.p_type(endian) == object::elf::PT_INTERP {
+            is_static = false;
+        }
+        // A static-pie binary has a dynamic section, but never a DT_NEEDED library.
+        if let Ok(Some(dynamic)) = ph.dynamic(endian, &*data) {
+            if dynamic
+                .iter()
+                .any(|d| d.d_tag(endian) == u64::from(object::elf::DT_NEEDED))
+            {
+                is_static = false;
+            }
+        }
+    }
+    Ok(ElfInfo {
+        architecture: file.architecture(),
+        endianness: file.endianness(),
+        is_64: file.is_64(),
+        is_static,
+    })
+}
+
+/// Checks that `path` is a static 64-bit ELF for `arch`.
+pub fn check_elf(path: &Path, arch: Arch) -> Result<()> {
+    let info = elf_info(path)?;
+    let (machine, endian) = arch.elf();
+    if info.architecture != machine || info.endianness != endian || !info.is_64 {
+        bail!(
+            "{} is {:?} {:?}, expected {:?} {:?} for {arch}",
+            path.display(),
+            info.architecture,
+            info.endianness,
+            machine,
+            endian
+        );
+    }
+    if !info.is_static {
+        bail!(
+            "{} is dynamically linked; lab binaries must be static",
+            path.display()
+        );
+    }
+    Ok(())
+}
