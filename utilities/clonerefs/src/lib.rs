@@ -3,10 +3,14 @@ clonerefs: checks out a Prow job's refs (upstream `cmd/clonerefs`, `pkg/cloneref
 `pkg/pod-utils/clone`) and writes the clone records that initupload reports.
 */
 
+mod auth;
+mod mergemsg;
 pub mod options;
+mod refclone;
 mod run;
 
 pub use options::Options;
+pub use run::{RETRY_DELAYS, Settings, create_records, run_with};
 
 /// Load, validate, run; returns the process exit code.
 pub fn uumain(args: Vec<String>) -> i32 {

@@ -1,0 +1,791 @@
+/*!
+Cloning one ref with libgit2 (upstream `pkg/pod-utils/clone.Run`): the same steps, in the same
+order, with the same observable result as upstream's git command sequence, each recorded as the
+git command line it stands for.
+
+What libgit2 cannot do is done as closely as it can: blobless fetches fetch whole objects, and
+sparse checkouts check out every file (the fetch sequence still follows upstream's sparse path).
+*/
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use git2::build::CheckoutBuilder;
+use git2::{
+    AutotagOption, CertificateCheckStatus, ConfigLevel, Cred, CredentialType, ErrorCode,
+    FetchOptions, FetchPrune, MergeOptions, ObjectType, Oid, RemoteCallbacks, Repository,
+    Signature, SubmoduleUpdateOptions, Time,
+};
+use pod_utils::clone::{Command, Record};
+use pod_utils::prowapi::Refs;
+
+use crate::auth::{Censor, CookieJar, known_host_matches};
+use crate::mergemsg::{MergeSource, merge_message};
+
+/// Credentials shared by every ref of a run.
+#[derive(Debug, Default, Clone)]
+pub struct Access {
+    /// OAuth token (userinfo `<token>:x-oauth-basic`) for http(s) remotes.
+    pub token: Option<String>,
+    /// Private key files offered to SSH servers, in order.
+    pub key_files: Vec<PathBuf>,
+    /// known_hosts lines; when present, SSH host keys must match one of them.
+    pub host_fingerprints: Vec<String>,
+    /// Cookies sent to http(s) remotes (`http.cookiefile`).
+    pub cookies: Option<CookieJar>,
+}
+
+impl Access {
+    /// The URI to fetch from, with the token as userinfo when there is one.
+    pub fn fetch_url(&self, uri: &str) -> String {
+        match &self.token {
+            Some(t) => crate::auth::with_userinfo(uri, t, "x-oauth-basic"),
+            None => uri.to_string(),
+        }
+    }
+
+    /// Callbacks answering libgit2's credential and host-key questions. Each kind of
+    /// credential is offered once per connection so a rejected one cannot loop forever.
+    fn callbacks(&self) -> RemoteCallbacks<'_> {
+        let mut cb = RemoteCallbacks::new();
+        let mut userpass_tried = false;
+        let mut username_tried = false;
+        let mut next_key = 0usize;
+        cb.credentials(move |_url, user_from_url, allowed| {
+            if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) && !userpass_tried {
+                if let Some(token) = &self.token {
+                    userpass_tried = true;
+                    return Cred::userpass_plaintext(token, "x-oauth-basic");
+                }
+            }
+            let user = user_from_url.unwrap_or("git");
+            if allowed.contains(CredentialType::SSH_KEY) && next_key < self.key_files.len() {
+                next_key += 1;
+                return Cred::ssh_key(user, None, &self.key_files[next_key - 1], None);
+            }
+            if allowed.contains(CredentialType::USERNAME) && !username_tried {
+                username_tried = true;
+                return Cred::username(user);
+            }
+            Err(git2::Error::from_str(
+                "authentication required but no usable credentials are configured",
+            ))
+        });
+        if !self.host_fingerprints.is_empty() {
+            cb.certificate_check(move |cert, host| {
+                let Some(hostkey) = cert.as_hostkey().and_then(|h| h.hostkey()) else {
+                    return Ok(CertificateCheckStatus::CertificatePassthrough);
+                };
+                if self
+                    .host_fingerprints
+                    .iter()
+                    .flat_map(|f| f.lines())
+                    .any(|line| known_host_matches(line, host, hostkey))
+                {
+                    Ok(CertificateCheckStatus::CertificateOk)
+                } else {
+                    Err(git2::Error::from_str(&format!(
+                        "host key verification failed for {host}"
+                    )))
+                }
+            });
+        }
+        cb
+    }
+
+    fn fetch_options(&self, url: &str) -> (FetchOptions<'_>, Option<String>) {
+        let mut fo = FetchOptions::new();
+        fo.remote_callbacks(self.callbacks());
+        // An anonymous `git fetch <url> <ref>` follows no tags; only `--tags` brings them.
+        fo.download_tags(AutotagOption::None);
+        let cookie = self
+            .cookies
+            .as_ref()
+            .and_then(|j| j.header_for(url))
+            .map(|c| format!("Cookie: {c}"));
+        (fo, cookie)
+    }
+}
+
+/// Everything a clone needs besides the ref.
+pub struct CloneConfig<'a> {
+    pub src_root: &'a str,
+    pub git_user_name: &'a str,
+    pub git_user_email: &'a str,
+    pub cookie_path: &'a str,
+    pub access: &'a Access,
+    pub censor: &'a Censor,
+    pub retry_delays: &'a [Duration],
+}
+
+/// A failed step: what it printed and why it failed.
+struct StepError {
+    error: String,
+}
+
+impl From<git2::Error> for StepError {
+    fn from(e: git2::Error) -> Self {
+        StepError {
+            error: e.message().to_string(),
+        }
+    }
+}
+
+impl From<std::io::Error> for StepError {
+    fn from(e: std::io::Error) -> Self {
+        StepError {
+            error: e.to_string(),
+        }
+    }
+}
+
+impl From<String> for StepError {
+    fn from(error: String) -> Self {
+        StepError { error }
+    }
+}
+
+/// Collects the recorded commands; every string goes through the censor.
+struct Recorder<'a> {
+    censor: &'a Censor,
+    commands: Vec<Command>,
+}
+
+/// Marks that a step failed (already recorded).
+struct Failed;
+
+impl Recorder<'_> {
+    fn push(&mut self, line: String, output: &str, error: &str, started: Instant) {
+        self.commands.push(Command {
+            command: self.censor.censor(&line),
+            output: self.censor.censor(output),
+            error: self.censor.censor(error),
+            duration: nanos(started.elapsed()),
+        });
+    }
+
+    /// Runs one step recorded as `PWD=<pwd> <env> <cmd> <args>` (upstream's exact format).
+    fn step<T>(
+        &mut self,
+        pwd: &str,
+        env: &[String],
+        args: &[&str],
+        f: impl FnOnce(&mut String) -> Result<T, StepError>,
+    ) -> Result<T, Failed> {
+        let started = Instant::now();
+        let mut output = String::new();
+        let res = f(&mut output);
+        let line = command_line(pwd, env, args);
+        match res {
+            Ok(v) => {
+                self.push(line, &output, "", started);
+                Ok(v)
+            }
+            Err(e) => {
+                self.push(line, &output, &e.error, started);
+                Err(Failed)
+            }
+        }
+    }
+
+    /// Like [`Recorder::step`], retried after each of `delays`; only the last attempt is
+    /// recorded, with a duration covering all of them (upstream's `gitFetch` retry).
+    fn retried<T>(
+        &mut self,
+        pwd: &str,
+        args: &[&str],
+        delays: &[Duration],
+        mut f: impl FnMut(&mut String) -> Result<T, StepError>,
+    ) -> Result<T, Failed> {
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            let mut output = String::new();
+            match f(&mut output) {
+                Ok(v) => {
+                    self.push(command_line(pwd, &[], args), &output, "", started);
+                    return Ok(v);
+                }
+                Err(e) => {
+                    if let Some(d) = delays.get(attempt) {
+                        attempt += 1;
+                        std::thread::sleep(*d);
+                        continue;
+                    }
+                    self.push(command_line(pwd, &[], args), &output, &e.error, started);
+                    return Err(Failed);
+                }
+            }
+        }
+    }
+}
+
+fn command_line(pwd: &str, env: &[String], args: &[&str]) -> String {
+    let (cmd, rest) = args.split_first().map_or(("", &[][..]), |(c, r)| (*c, r));
+    format!("PWD={pwd} {} {cmd} {}", env.join(" "), rest.join(" "))
+}
+
+fn nanos(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Clones `refs` and returns its record. Failures are data: the record is marked failed and
+/// keeps the commands up to the failing one.
+pub fn clone_ref(cfg: &CloneConfig<'_>, refs: &Refs) -> Record {
+    let started = Instant::now();
+    let mut rec = Recorder {
+        censor: cfg.censor,
+        commands: Vec::new(),
+    };
+    let outcome = clone_steps(cfg, refs, &mut rec);
+    let mut record = Record {
+        refs: refs.clone(),
+        commands: rec.commands,
+        ..Default::default()
+    };
+    match outcome {
+        Ok(final_sha) => {
+            record.final_sha = final_sha.unwrap_or_default();
+            record.duration = nanos(started.elapsed());
+        }
+        Err(Failed) => record.failed = true,
+    }
+    record
+}
+
+/// Whether libgit2 serves `url` with its local transport (a path or `file://`).
+fn is_local_url(url: &str) -> bool {
+    if url.starts_with("file://") {
+        return true;
+    }
+    if url.contains("://") {
+        return false;
+    }
+    // scp-like `host:path` is SSH unless a slash comes before the colon.
+    match (url.find(':'), url.find('/')) {
+        (Some(colon), Some(slash)) => slash < colon,
+        (Some(_), None) => false,
+        _ => true,
+    }
+}
+
+fn is_full_sha(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Which advertised ref `git fetch <url> <name>` picks: the first of git's
+/// `ref_rev_parse_rules` that names an advertised ref.
+fn resolve_advertised<'h>(heads: &'h [(String, Oid)], name: &str) -> Option<&'h (String, Oid)> {
+    let candidates = [
+        name.to_string(),
+        format!("refs/{name}"),
+        format!("refs/tags/{name}"),
+        format!("refs/heads/{name}"),
+        format!("refs/remotes/{name}"),
+        format!("refs/remotes/{name}/HEAD"),
+    ];
+    candidates
+        .iter()
+        .find_map(|c| heads.iter().find(|(n, _)| n == c))
+}
+
+/// What a fetch of one named ref brought: the ref git would name in FETCH_HEAD and its object.
+struct Fetched {
+    remote_ref: String,
+    oid: Oid,
+}
+
+/// `git fetch [--depth N] <url> <name>`: resolves `name` against the advertisement as git does
+/// and makes sure its objects are local.
+fn fetch_named(
+    repo: &Repository,
+    access: &Access,
+    url: &str,
+    name: &str,
+    depth: i64,
+    out: &mut String,
+) -> Result<Fetched, StepError> {
+    let mut remote = repo.remote_anonymous(url)?;
+    let run = |remote: &mut git2::Remote<'_>, spec: &str| -> Result<(), git2::Error> {
+        let (mut fo, cookie) = access.fetch_options(url);
+        let headers: Vec<&str> = cookie.iter().map(String::as_str).collect();
+        fo.custom_headers(&headers);
+        if depth > 0 {
+            fo.depth(i32::try_from(depth).unwrap_or(i32::MAX));
+        }
+        remote.fetch(&[spec], Some(&mut fo), None)
+    };
+    let fetched = if is_full_sha(name) {
+        run(&mut remote, name)?;
+        let oid = Oid::from_str(name)?;
+        if repo.odb()?.exists(oid) {
+            Some(Fetched {
+                remote_ref: name.to_string(),
+                oid,
+            })
+        } else {
+            None
+        }
+    } else {
+        run(&mut remote, name)?;
+        let heads: Vec<(String, Oid)> = remote
+            .list()?
+            .iter()
+            .map(|h| (h.name().to_string(), h.oid()))
+            .collect();
+        match resolve_advertised(&heads, name) {
+            Some((full, oid)) => {
+                // libgit2 resolves short names with different precedence; fetch git's choice
+                // explicitly when it did not arrive.
+                if !repo.odb()?.exists(*oid) {
+                    run(&mut remote, full)?;
+                }
+                Some(Fetched {
+                    remote_ref: full.clone(),
+                    oid: *oid,
+                })
+            }
+            None => None,
+        }
+    };
+    let fetched = fetched.ok_or_else(|| {
+        out.push_str(&format!("fatal: couldn't find remote ref {name}\n"));
+        StepError::from(format!("couldn't find remote ref {name}"))
+    })?;
+    out.push_str(&format!(
+        "From {}\n * {:<18} -> FETCH_HEAD\n",
+        crate::auth::anonymize_url(url),
+        short_ref(&fetched.remote_ref)
+    ));
+    Ok(fetched)
+}
+
+fn short_ref(full: &str) -> &str {
+    full.strip_prefix("refs/heads/")
+        .or_else(|| full.strip_prefix("refs/tags/"))
+        .unwrap_or(full)
+}
+
+/// `git fetch [--depth N] <url> --tags --prune`: the remote HEAD into FETCH_HEAD and every tag.
+fn fetch_head_and_tags(
+    repo: &Repository,
+    access: &Access,
+    url: &str,
+    depth: i64,
+    out: &mut String,
+) -> Result<(), StepError> {
+    let mut remote = repo.remote_anonymous(url)?;
+    let (mut fo, cookie) = access.fetch_options(url);
+    let headers: Vec<&str> = cookie.iter().map(String::as_str).collect();
+    fo.custom_headers(&headers);
+    fo.prune(FetchPrune::On);
+    if depth > 0 {
+        fo.depth(i32::try_from(depth).unwrap_or(i32::MAX));
+    }
+    remote.fetch(&["HEAD", "refs/tags/*:refs/tags/*"], Some(&mut fo), None)?;
+    out.push_str(&format!(
+        "From {}\n * branch             HEAD       -> FETCH_HEAD\n",
+        crate::auth::anonymize_url(url)
+    ));
+    Ok(())
+}
+
+fn clone_steps(
+    cfg: &CloneConfig<'_>,
+    refs: &Refs,
+    rec: &mut Recorder<'_>,
+) -> Result<Option<String>, Failed> {
+    let dir = crate::options::path_for_refs(cfg.src_root, refs);
+    let url = cfg.access.fetch_url(&crate::auth::remote_uri(refs));
+    let delays = cfg.retry_delays;
+
+    rec.step("/", &[], &["mkdir", "-p", &dir], |_| {
+        std::fs::create_dir_all(&dir)?;
+        Ok(())
+    })?;
+    let repo = rec.step(&dir, &[], &["git", "init"], |out| {
+        let existed = Path::new(&dir).join(".git").exists();
+        let repo = Repository::init(&dir)?;
+        let gitdir =
+            std::fs::canonicalize(repo.path()).unwrap_or_else(|_| repo.path().to_path_buf());
+        let verb = if existed {
+            "Reinitialized existing"
+        } else {
+            "Initialized empty"
+        };
+        out.push_str(&format!("{verb} Git repository in {}/\n", gitdir.display()));
+        Ok(repo)
+    })?;
+    let set_local = |key: &str, value: &str| -> Result<(), StepError> {
+        repo.config()?
+            .open_level(ConfigLevel::Local)?
+            .set_str(key, value)?;
+        Ok(())
+    };
+    if !cfg.git_user_name.is_empty() {
+        rec.step(
+            &dir,
+            &[],
+            &["git", "config", "user.name", cfg.git_user_name],
+            |_| set_local("user.name", cfg.git_user_name),
+        )?;
+    }
+    if !cfg.git_user_email.is_empty() {
+        rec.step(
+            &dir,
+            &[],
+            &["git", "config", "user.email", cfg.git_user_email],
+            |_| set_local("user.email", cfg.git_user_email),
+        )?;
+    }
+    if !cfg.cookie_path.is_empty() && refs.skip_submodules {
+        rec.step(
+            &dir,
+            &[],
+            &["git", "config", "http.cookiefile", cfg.cookie_path],
+            |_| set_local("http.cookiefile", cfg.cookie_path),
+        )?;
+    }
+
+    let sparse = refs
+        .sparse_checkout_files
+        .as_ref()
+        .is_some_and(|f| !f.is_empty());
+    // libgit2's local transport cannot make shallow fetches: local remotes get full history
+    // (same commits checked out, deeper log) and the record says so by leaving out --depth.
+    let depth = if is_local_url(&url) {
+        0
+    } else {
+        refs.clone_depth.max(0)
+    };
+    let depth_str = depth.to_string();
+    let mut depth_args: Vec<&str> = Vec::new();
+    if depth > 0 {
+        depth_args = vec!["--depth", &depth_str];
+    }
+    if !(refs.skip_fetch_head || sparse) {
+        let mut args = vec!["git", "fetch"];
+        args.extend(&depth_args);
+        args.extend([url.as_str(), "--tags", "--prune"]);
+        rec.retried(&dir, &args, delays, |out| {
+            fetch_head_and_tags(&repo, cfg.access, &url, depth, out)
+        })?;
+    }
+    let (fetch_ref, target_is_sha) = if refs.base_sha.is_empty() {
+        (refs.base_ref.as_str(), false)
+    } else {
+        (refs.base_sha.as_str(), true)
+    };
+    let mut args = vec!["git", "fetch"];
+    args.extend(&depth_args);
+    if sparse {
+        args.push("--no-tags");
+    }
+    args.extend([url.as_str(), fetch_ref]);
+    let base = rec.retried(&dir, &args, delays, |out| {
+        fetch_named(&repo, cfg.access, &url, fetch_ref, depth, out)
+    })?;
+    let target = if target_is_sha {
+        refs.base_sha.as_str()
+    } else {
+        "FETCH_HEAD"
+    };
+
+    let base_commit = rec.step(&dir, &[], &["git", "checkout", target], |out| {
+        let commit = repo.find_object(base.oid, None)?.peel_to_commit()?;
+        let mut co = CheckoutBuilder::new();
+        co.safe();
+        repo.checkout_tree(commit.as_object(), Some(&mut co))?;
+        repo.set_head_detached(commit.id())?;
+        out.push_str(&format!(
+            "HEAD is now at {} {}\n",
+            &commit.id().to_string()[..7],
+            commit.summary().unwrap_or_default()
+        ));
+        Ok(commit.id())
+    })?;
+    rec.step(
+        &dir,
+        &[],
+        &["git", "branch", "--force", &refs.base_ref, target],
+        |_| {
+            let commit = repo.find_commit(base_commit)?;
+            repo.branch(&refs.base_ref, &commit, true)?;
+            Ok(())
+        },
+    )?;
+    rec.step(&dir, &[], &["git", "checkout", &refs.base_ref], |out| {
+        repo.set_head(&format!("refs/heads/{}", refs.base_ref))?;
+        out.push_str(&format!("Switched to branch '{}'\n", refs.base_ref));
+        Ok(())
+    })?;
+
+    // Upstream reads the committer time with `git show -s --format=format:%ct HEAD`.
+    let mut timestamp = repo
+        .head()
+        .and_then(|h| h.peel_to_commit())
+        .map_or_else(|_| unix_now(), |c| c.committer().when().seconds());
+
+    for pull in refs.pulls() {
+        let mut pull_ref = format!("pull/{}/head", pull.number);
+        if !pull.sha.is_empty() {
+            pull_ref = pull.sha.clone();
+        }
+        if !pull.ref_.is_empty() {
+            pull_ref = pull.ref_.clone();
+        }
+        let fetched = rec.retried(&dir, &["git", "fetch", &url, &pull_ref], delays, |out| {
+            fetch_named(&repo, cfg.access, &url, &pull_ref, 0, out)
+        })?;
+        timestamp += 1;
+        let env = vec![
+            format!("GIT_AUTHOR_DATE={timestamp}"),
+            format!("GIT_COMMITTER_DATE={timestamp}"),
+        ];
+        let (merge_arg, source) = if pull.sha.is_empty() {
+            (
+                "FETCH_HEAD",
+                MergeSource::FetchHead {
+                    remote_ref: &fetched.remote_ref,
+                    url: &url,
+                },
+            )
+        } else {
+            (pull.sha.as_str(), MergeSource::Commit(&pull.sha))
+        };
+        rec.step(&dir, &env, &["git", "merge", "--no-ff", merge_arg], |out| {
+            // `git merge <sha>` resolves what was typed; FETCH_HEAD is what was fetched.
+            let their = if pull.sha.is_empty() {
+                fetched.oid
+            } else {
+                repo.revparse_single(&pull.sha)
+                    .map_err(|_| format!("merge: {} - not something we can merge", pull.sha))?
+                    .id()
+            };
+            merge_no_ff(&repo, &refs.base_ref, their, &source, timestamp, out)
+        })?;
+    }
+
+    if !refs.skip_submodules {
+        rec.step(
+            &dir,
+            &[],
+            &["git", "submodule", "update", "--init", "--recursive"],
+            |out| update_submodules(&repo, cfg.access, out),
+        )?;
+    }
+
+    match repo.head().and_then(|h| h.peel_to_commit()) {
+        Ok(c) => Ok(Some(c.id().to_string())),
+        Err(e) => {
+            tracing::warn!(error = %cfg.censor.censor(e.message()), "Failed to read final SHA");
+            Ok(None)
+        }
+    }
+}
+
+/// `git merge --no-ff <their>` with the commit dated `timestamp` (+0000), the identity from the
+/// repository's config, and git's message.
+fn merge_no_ff(
+    repo: &Repository,
+    branch: &str,
+    their: Oid,
+    source: &MergeSource<'_>,
+    timestamp: i64,
+    out: &mut String,
+) -> Result<(), StepError> {
+    let their_obj = repo.find_object(their, None)?;
+    let tag_message = their_obj
+        .as_tag()
+        .map(|t| t.message().unwrap_or_default().to_string());
+    let their_commit = their_obj.peel_to_commit()?;
+    let head_commit = repo.head()?.peel_to_commit()?;
+    if their_commit.id() == head_commit.id()
+        || repo.graph_descendant_of(head_commit.id(), their_commit.id())?
+    {
+        out.push_str("Already up to date.\n");
+        return Ok(());
+    }
+    match repo.merge_base(head_commit.id(), their_commit.id()) {
+        Ok(_) => {}
+        Err(e) if e.code() == ErrorCode::NotFound => {
+            out.push_str("fatal: refusing to merge unrelated histories\n");
+            return Err("refusing to merge unrelated histories".to_string().into());
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let annotated = repo.find_annotated_commit(their_commit.id())?;
+    let mut mo = MergeOptions::new();
+    mo.find_renames(true);
+    let mut co = CheckoutBuilder::new();
+    co.safe().allow_conflicts(true).conflict_style_merge(true);
+    repo.merge(&[&annotated], Some(&mut mo), Some(&mut co))?;
+    let mut index = repo.index()?;
+    if index.has_conflicts() {
+        let mut paths: Vec<String> = Vec::new();
+        for c in index.conflicts()? {
+            let c = c?;
+            if let Some(e) = c.our.as_ref().or(c.their.as_ref()).or(c.ancestor.as_ref()) {
+                paths.push(String::from_utf8_lossy(&e.path).into_owned());
+            }
+        }
+        for p in &paths {
+            out.push_str(&format!(
+                "Auto-merging {p}\nCONFLICT (content): Merge conflict in {p}\n"
+            ));
+        }
+        out.push_str("Automatic merge failed; fix conflicts and then commit the result.\n");
+        return Err(format!("merge conflict in {}", paths.join(", ")).into());
+    }
+    index.write()?;
+    let tree = repo.find_tree(index.write_tree()?)?;
+    let config = repo.config()?.snapshot()?;
+    let (name, email) = match (
+        config.get_string("user.name"),
+        config.get_string("user.email"),
+    ) {
+        (Ok(n), Ok(e)) => (n, e),
+        _ => {
+            out.push_str("Author identity unknown\n\n*** Please tell me who you are.\n");
+            return Err("unable to auto-detect email address".to_string().into());
+        }
+    };
+    let sig = Signature::new(&name, &email, &Time::new(timestamp, 0))?;
+    let message = merge_message(source, branch, tag_message.as_deref());
+    repo.commit(
+        Some("HEAD"),
+        &sig,
+        &sig,
+        &message,
+        &tree,
+        &[&head_commit, &their_commit],
+    )?;
+    repo.cleanup_state()?;
+    out.push_str("Merge made by libgit2.\n");
+    Ok(())
+}
+
+/// `git submodule update --init --recursive`: clone every submodule and check out the commit
+/// the superproject records, depth first.
+fn update_submodules(
+    repo: &Repository,
+    access: &Access,
+    out: &mut String,
+) -> Result<(), StepError> {
+    for mut sm in repo.submodules()? {
+        let path = sm.path().to_string_lossy().into_owned();
+        let url = sm.url().unwrap_or_default().to_string();
+        let mut opts = SubmoduleUpdateOptions::new();
+        let (mut fo, cookie) = access.fetch_options(&url);
+        let headers: Vec<&str> = cookie.iter().map(String::as_str).collect();
+        fo.custom_headers(&headers);
+        opts.fetch(fo);
+        sm.update(true, Some(&mut opts))?;
+        let sub = sm.open()?;
+        let head = sub.head()?.peel(ObjectType::Commit)?.id();
+        out.push_str(&format!("Submodule path '{path}': checked out '{head}'\n"));
+        update_submodules(&sub, access, out)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_strings_like_upstream() {
+        assert_eq!(command_line("", &[], &[]), "PWD=   ");
+        assert_eq!(
+            command_line(
+                "abc",
+                &["d=e".into(), "f=g".into()],
+                &["echo", "hij", "klm"]
+            ),
+            "PWD=abc d=e f=g echo hij klm"
+        );
+        assert_eq!(
+            command_line("/", &[], &["mkdir", "-p", "/d"]),
+            "PWD=/  mkdir -p /d"
+        );
+    }
+
+    #[test]
+    fn local_urls() {
+        assert!(is_local_url("/srv/repo"));
+        assert!(is_local_url("file:///srv/repo"));
+        assert!(is_local_url("./a:b"));
+        assert!(!is_local_url("https://github.com/o/r.git"));
+        assert!(!is_local_url("git@github.com:o/r.git"));
+        assert!(!is_local_url("ssh://git@github.com/o/r.git"));
+    }
+
+    #[test]
+    fn advertised_ref_precedence_like_git() {
+        let o = Oid::zero();
+        let heads = vec![
+            ("HEAD".to_string(), o),
+            ("refs/heads/v1".to_string(), o),
+            ("refs/tags/v1".to_string(), o),
+            ("refs/pull/1/head".to_string(), o),
+        ];
+        assert_eq!(resolve_advertised(&heads, "v1").unwrap().0, "refs/tags/v1");
+        assert_eq!(
+            resolve_advertised(&heads, "pull/1/head").unwrap().0,
+            "refs/pull/1/head"
+        );
+        assert_eq!(resolve_advertised(&heads, "HEAD").unwrap().0, "HEAD");
+        assert!(resolve_advertised(&heads, "nope").is_none());
+    }
+
+    #[test]
+    fn retries_record_only_the_last_attempt() {
+        let censor = Censor::default();
+        let mut rec = Recorder {
+            censor: &censor,
+            commands: Vec::new(),
+        };
+        let mut calls = 0;
+        let res = rec.retried(
+            "/d",
+            &["git", "fetch", "u", "r"],
+            &[Duration::ZERO; 2],
+            |out| {
+                calls += 1;
+                out.push_str(&format!("attempt {calls}\n"));
+                if calls < 3 {
+                    Err(StepError::from("nope".to_string()))
+                } else {
+                    Ok(())
+                }
+            },
+        );
+        assert!(res.is_ok());
+        assert_eq!(calls, 3);
+        assert_eq!(rec.commands.len(), 1);
+        assert_eq!(rec.commands[0].output, "attempt 3\n");
+        assert_eq!(rec.commands[0].error, "");
+
+        let mut calls = 0;
+        let res = rec.retried(
+            "/d",
+            &["git", "fetch", "u", "r"],
+            &[Duration::ZERO; 2],
+            |out| {
+                calls += 1;
+                out.push_str("x\n");
+                Err::<(), _>(StepError::from(format!("fail {calls}")))
+            },
+        );
+        assert!(res.is_err());
+        assert_eq!(calls, 3);
+        assert_eq!(rec.commands[1].error, "fail 3");
+        assert_eq!(rec.commands[1].command, "PWD=/d  git fetch u r");
+    }
+}
