@@ -8,21 +8,25 @@ volume (the `place-entrypoint` init container).
 pub mod options;
 mod run;
 
+pub use run::{ABORTED_ERROR_CODE, INTERNAL_ERROR_CODE, PREVIOUS_ERROR_CODE};
+
 pub use options::Options;
 
 /// Load, copy or validate, run; returns the process exit code (before 8-bit truncation).
 pub fn uumain(args: Vec<String>) -> i32 {
-    let _log = pod_utils::logging::init("entrypoint");
+    let log = pod_utils::logging::init("entrypoint");
+    // Copy mode reads the binary from the path it was invoked as (Go's `os.Args[0]`).
+    let argv0 = args.first().cloned().unwrap_or_default();
     let opts = match options::load(args) {
         Ok(o) => o,
         Err(e) => return pod_utils::options_failure(e),
     };
     if opts.copy_mode_only {
-        return run::copy_mode(&opts);
+        return run::copy_mode(&opts, &argv0);
     }
     if let Err(e) = opts.validate() {
         pod_utils::fatal!("Invalid options: {e}");
         return 1;
     }
-    run::run(&opts)
+    run::run(&opts, &log)
 }

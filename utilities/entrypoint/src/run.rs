@@ -1,12 +1,963 @@
-//! Placeholder until the entrypoint run loop lands (issue 3).
+/*!
+Running the test command (upstream `pkg/entrypoint/run.go`) and copy mode
+(`cmd/entrypoint/main.go`).
+
+The run is a small event loop on one channel: the child-waiter thread, the previous-marker
+watcher and the signal thread all send [`Event`]s, and the calling thread alone decides codes
+and logs, so entrypoint's own log lines never race with the decision they describe. Output is
+streamed by one pump thread through a fixed buffer into stdout and the process log.
+
+This module must not exit the process: it returns codes and `lib.rs` exits.
+*/
+
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::{Pid, pipe2};
+use pod_utils::duration;
+use pod_utils::logging::LogSink;
+use pod_utils::wrapper::{self, MarkerResult, go_errno_text};
+
 use crate::Options;
 
-pub fn copy_mode(_o: &Options) -> i32 {
-    pod_utils::fatal!("Failed running in copy mode, this is a prow bug.");
-    1
+/// Something went wrong in entrypoint itself (upstream `InternalErrorCode`).
+pub const INTERNAL_ERROR_CODE: i32 = 127;
+/// The run was interrupted by SIGINT/SIGTERM (upstream `AbortedErrorCode`).
+pub const ABORTED_ERROR_CODE: i32 = 130;
+/// The previous step failed, so this one did not run (upstream `PreviousErrorCode`, 1000 + 130;
+/// it exits as 106 after the OS truncates it to 8 bits).
+pub const PREVIOUS_ERROR_CODE: i32 = 1130;
+
+/// Read size of the output pump. 128 KiB matches what coreutils' `cat` uses, large enough that
+/// the per-chunk lock and two writes vanish next to the copying itself.
+const PUMP_BUFFER: usize = 128 * 1024;
+
+/// What the run loop waits for.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// SIGINT or SIGTERM reached entrypoint.
+    Interrupt(Signal),
+    /// The previous step's marker was read (or could not be).
+    PreviousMarker(MarkerResult),
+    /// The child was reaped and its output pipe reached EOF (Go's `cmd.Wait`).
+    Exited,
 }
 
-pub fn run(_o: &Options) -> i32 {
-    tracing::error!("running the test command is not implemented yet");
-    127
+/// Go's `*PathError` text: `open /x: permission denied`.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {path}: {text}", text = go_errno_text(source))]
+pub struct PathError {
+    op: &'static str,
+    path: PathBuf,
+    source: io::Error,
+}
+
+impl PathError {
+    fn new(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> PathError {
+        let path = path.to_path_buf();
+        move |source| PathError { op, path, source }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Copy mode
+// ---------------------------------------------------------------------------------------------
+
+/// Copies the running binary to `copy_dst` (the place-entrypoint init container). The source is
+/// `argv0` as invoked, as upstream uses `os.Args[0]`: under qemu-user `/proc/self/exe` would be
+/// the emulator itself.
+pub fn copy_mode(o: &Options, argv0: &str) -> i32 {
+    match copy_file(Path::new(argv0), Path::new(&o.copy_dst)) {
+        Ok(()) => 0,
+        Err(e) => {
+            pod_utils::fatal!(error = %e, "Failed running in copy mode, this is a prow bug.");
+            1
+        }
+    }
+}
+
+/// Byte-for-byte copy keeping the permission bits (applied on creation, under the umask, as Go's
+/// `os.WriteFile`), creating the destination's parent directories with 0755.
+fn copy_file(src: &Path, dst: &Path) -> Result<(), PathError> {
+    tracing::info!("src is {}", src.display());
+    let mut input = File::open(src).map_err(PathError::new("open", src))?;
+    let meta = input.metadata().map_err(PathError::new("stat", src))?;
+    if let Some(parent) = dst.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(parent)
+            .map_err(PathError::new("mkdir", parent))?;
+    }
+    let mut output = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(meta.permissions().mode() & 0o777)
+        .open(dst)
+        .map_err(PathError::new("open", dst))?;
+    io::copy(&mut input, &mut output).map_err(PathError::new("write", dst))?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run
+// ---------------------------------------------------------------------------------------------
+
+/// Upstream's `Options.Run`: execute, write the marker, pick the exit code.
+pub fn run(o: &Options, sink: &LogSink) -> i32 {
+    let stdout = io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(File::from)
+        .ok();
+    run_with(o, sink, stdout, &register_signals)
+}
+
+/// [`run`] with the stdout and signal source supplied (tests use a file and injected events).
+pub(crate) fn run_with(
+    o: &Options,
+    sink: &LogSink,
+    stdout: Option<File>,
+    register: &dyn Fn(Sender<Event>) -> io::Result<()>,
+) -> i32 {
+    let code = execute_process(o, sink, stdout, register);
+    let marker = Path::new(&o.wrapper.marker_file);
+    if let Err(e) = wrapper::write_marker(marker, &o.wrapper.container_name, code) {
+        tracing::error!(error = %e, "Could not write return code to marker file");
+        return INTERNAL_ERROR_CODE;
+    }
+    if o.always_zero { 0 } else { code }
+}
+
+/// Hands SIGINT/SIGTERM to a thread that forwards them as events. The handlers stay installed
+/// after the run, so later signals are not fatal, as upstream's `signal.Notify` stays
+/// registered. Installing handlers (rather than blocking the signals) matters for the child:
+/// exec resets caught signals to their defaults, while a blocked mask or an inherited SIG_IGN
+/// would be passed on and make the child deaf to our SIGINT.
+fn register_signals(tx: Sender<Event>) -> io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])?;
+    thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for raw in signals.forever() {
+                if let Ok(sig) = Signal::try_from(raw) {
+                    // Once the run is over nobody listens; the signal is swallowed.
+                    let _ = tx.send(Event::Interrupt(sig));
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// Go's `os.Signal.String()` for the two signals entrypoint handles.
+fn go_signal_name(s: Signal) -> &'static str {
+    match s {
+        Signal::SIGINT => "interrupt",
+        Signal::SIGTERM => "terminated",
+        other => other.as_str(),
+    }
+}
+
+/// Where the child's output and entrypoint's own log lines go: stdout, then the process log
+/// (Go's `io.MultiWriter(os.Stdout, processLogFile)`).
+struct Output {
+    stdout: Option<File>,
+    log: Option<File>,
+    /// The first write failure per destination, reported once the pump has stopped (logging
+    /// from inside the lock would deadlock, since log lines come through here too).
+    errors: Vec<String>,
+}
+
+impl Output {
+    /// A destination that fails is dropped and the other keeps receiving data, so a closed
+    /// stdout never stalls the child or truncates the process log.
+    fn write_all(&mut self, buf: &[u8]) {
+        for (name, dest) in [("stdout", &mut self.stdout), ("process log", &mut self.log)] {
+            if let Some(f) = dest {
+                if let Err(e) = f.write_all(buf) {
+                    self.errors.push(format!("{name}: {e}"));
+                    *dest = None;
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+struct SharedOutput(Arc<Mutex<Output>>);
+
+impl SharedOutput {
+    fn lock(&self) -> MutexGuard<'_, Output> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Write for SharedOutput {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.lock().write_all(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Points the log sink at the tee for the duration of the run, then at stdout: upstream's log
+/// output stays the tee, whose process-log half is closed by then.
+struct SinkGuard<'a>(&'a LogSink);
+
+impl Drop for SinkGuard<'_> {
+    fn drop(&mut self) {
+        self.0.replace(io::stdout());
+    }
+}
+
+/// Upstream's `ExecuteProcess`: returns the code that goes into the marker. `register` hooks up
+/// SIGINT/SIGTERM to the event channel (tests inject events instead).
+pub(crate) fn execute_process(
+    o: &Options,
+    sink: &LogSink,
+    stdout: Option<File>,
+    register: &dyn Fn(Sender<Event>) -> io::Result<()>,
+) -> i32 {
+    if !o.artifact_dir.is_empty() {
+        if let Err(e) = fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o777)
+            .create(&o.artifact_dir)
+        {
+            let e = PathError::new("mkdir", Path::new(&o.artifact_dir))(e);
+            tracing::error!(error = %e, "Could not create artifact directory");
+            return INTERNAL_ERROR_CODE;
+        }
+    }
+    let log_path = Path::new(&o.wrapper.process_log);
+    let log = match File::create(log_path) {
+        Ok(f) => f,
+        Err(e) => {
+            let e = PathError::new("open", log_path)(e);
+            tracing::error!(error = %e, "Could not open output process logfile");
+            return INTERNAL_ERROR_CODE;
+        }
+    };
+    let output = SharedOutput(Arc::new(Mutex::new(Output {
+        stdout,
+        log: Some(log),
+        errors: Vec::new(),
+    })));
+    sink.replace(output.clone());
+    let _restore = SinkGuard(sink);
+
+    let (tx, rx) = mpsc::channel();
+    if let Err(e) = register(tx.clone()) {
+        tracing::warn!(error = %e, "Could not register for SIGINT and SIGTERM");
+    }
+    let code = supervise(o, &output, &tx, &rx);
+    let errors = std::mem::take(&mut output.lock().errors);
+    for e in errors {
+        tracing::warn!(error = %e, "Could not write process output");
+    }
+    code
+}
+
+/// Steps 5-7 of `ExecuteProcess`: previous marker, start, wait.
+fn supervise(o: &Options, output: &SharedOutput, tx: &Sender<Event>, rx: &Receiver<Event>) -> i32 {
+    if !o.previous_marker.is_empty() {
+        let r = wait_for_previous(PathBuf::from(&o.previous_marker), tx, rx);
+        if let Some(err) = r.err {
+            tracing::error!(error = %err, "Failed to wait for previous marker");
+            return INTERNAL_ERROR_CODE;
+        }
+        if r.return_code != 0 {
+            tracing::info!("Skipping as previous step exited {}", r.return_code);
+            return PREVIOUS_ERROR_CODE;
+        }
+    }
+
+    let (read_end, write_end) = match pipe2(OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "Could not create the output pipe");
+            return INTERNAL_ERROR_CODE;
+        }
+    };
+    let child = match start(&o.wrapper.args, write_end) {
+        Ok(c) => c,
+        Err(e) => {
+            // Upstream writes this to the tee with no newline.
+            output
+                .lock()
+                .write_all(format!("could not start the process: {e}").as_bytes());
+            return INTERNAL_ERROR_CODE;
+        }
+    };
+    let started = Instant::now();
+    let child = Supervised {
+        pid: Pid::from_raw(child.id() as i32),
+        exit_code: Arc::default(),
+    }
+    .watch(child, read_end, output.clone(), tx.clone());
+    let child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "Could not start the output threads");
+            return INTERNAL_ERROR_CODE;
+        }
+    };
+
+    let timeout = o.effective_timeout();
+    let deadline = started.checked_add(Duration::from_nanos(timeout.max(0) as u64));
+    let grace = o.effective_grace_period();
+    loop {
+        let event = match deadline {
+            Some(d) => rx.recv_timeout(d.saturating_duration_since(Instant::now())),
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match event {
+            Ok(Event::Exited) => return child.code(),
+            Ok(Event::Interrupt(sig)) => {
+                tracing::error!("Entrypoint received interrupt: {}", go_signal_name(sig));
+                child.gracefully_terminate(Some(sig), grace, rx);
+                return if o.propagate_error_code {
+                    child.code()
+                } else {
+                    ABORTED_ERROR_CODE
+                };
+            }
+            Ok(Event::PreviousMarker(_)) => continue,
+            // We hold a sender, so the channel cannot disconnect; treat it as the timeout.
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                tracing::error!(
+                    "Process did not finish before {} timeout",
+                    duration::format(timeout)
+                );
+                child.gracefully_terminate(None, grace, rx);
+                return if o.propagate_error_code {
+                    child.code()
+                } else {
+                    INTERNAL_ERROR_CODE
+                };
+            }
+        }
+    }
+}
+
+/// Waits for `previous_marker` on a helper thread; the first SIGINT/SIGTERM cancels the wait.
+fn wait_for_previous(path: PathBuf, tx: &Sender<Event>, rx: &Receiver<Event>) -> MarkerResult {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let (c, t) = (cancel.clone(), tx.clone());
+    let spawned = thread::Builder::new()
+        .name("previous-marker".into())
+        .spawn(move || {
+            let r = wrapper::wait_for_markers(&[path], &c);
+            let r = r.into_iter().next().unwrap_or(MarkerResult {
+                return_code: -1,
+                err: Some("no result".into()),
+            });
+            let _ = t.send(Event::PreviousMarker(r));
+        });
+    if let Err(e) = spawned {
+        return MarkerResult {
+            return_code: -1,
+            err: Some(format!("could not start the marker watcher: {e}")),
+        };
+    }
+    loop {
+        match rx.recv() {
+            Ok(Event::PreviousMarker(r)) => return r,
+            Ok(Event::Interrupt(sig)) => {
+                tracing::error!("Received interrupt {}, cancelling...", go_signal_name(sig));
+                cancel.store(true, Ordering::SeqCst);
+            }
+            Ok(Event::Exited) => continue,
+            // Unreachable while the caller holds a sender; report it as a cancelled wait.
+            Err(_) => {
+                return MarkerResult {
+                    return_code: -1,
+                    err: Some("cancelled: context canceled".into()),
+                };
+            }
+        }
+    }
+}
+
+/// Why the child could not be started, in Go's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StartError(String);
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Go's `exec.LookPath` on Unix: a name with a slash is used as is; otherwise the first
+/// `$PATH` entry holding a non-directory with an execute bit, refusing a relative result
+/// (Go's `ErrDot`).
+fn look_path(name: &str, path_var: Option<&str>) -> Result<PathBuf, StartError> {
+    if name.contains('/') {
+        return Ok(PathBuf::from(name));
+    }
+    for dir in path_var.unwrap_or("").split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let candidate = Path::new(dir).join(name);
+        let executable = fs::metadata(&candidate)
+            .is_ok_and(|m| !m.is_dir() && m.permissions().mode() & 0o111 != 0);
+        if executable {
+            if candidate.is_absolute() {
+                return Ok(candidate);
+            }
+            return Err(StartError(format!(
+                "exec: {name:?}: cannot run executable found relative to current directory"
+            )));
+        }
+    }
+    Err(StartError(format!(
+        "exec: {name:?}: executable file not found in $PATH"
+    )))
+}
+
+/// Starts `args` with stdin from /dev/null and stdout+stderr on `out`, inheriting the
+/// environment, working directory and process group, as upstream.
+fn start(args: &[String], out: OwnedFd) -> Result<Child, StartError> {
+    let Some((name, rest)) = args.split_first() else {
+        return Err(StartError("exec: no command".into()));
+    };
+    let path = look_path(name, pod_utils::env::lookup("PATH").as_deref())?;
+    let fork_exec = |e: io::Error| {
+        StartError(format!(
+            "fork/exec {}: {}",
+            path.display(),
+            go_errno_text(&e)
+        ))
+    };
+    let err_out = out.try_clone().map_err(fork_exec)?;
+    // The Command owns the pipe's write end; it is dropped (closed in this process) on return,
+    // so EOF on the read end means every writer has gone.
+    Command::new(&path)
+        .arg0(name)
+        .args(rest)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err_out))
+        .spawn()
+        .map_err(fork_exec)
+}
+
+/// Copies the child's output into `output` until EOF, through one fixed buffer.
+fn pump(mut src: File, output: SharedOutput) {
+    let mut buf = vec![0u8; PUMP_BUFFER];
+    loop {
+        match src.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => output.lock().write_all(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                output.lock().errors.push(format!("reading output: {e}"));
+                return;
+            }
+        }
+    }
+}
+
+/// The running child as the run loop sees it: its PID and, once reaped, its exit code.
+struct Supervised {
+    pid: Pid,
+    /// Go's `ProcessState.ExitCode()`: set when reaped; -1 for a signal death.
+    exit_code: Arc<Mutex<Option<i32>>>,
+}
+
+impl Supervised {
+    /// Starts the pump and the waiter; the waiter sends [`Event::Exited`] once the child is
+    /// reaped AND its output reached EOF, as Go's `cmd.Wait`.
+    fn watch(
+        self,
+        mut child: Child,
+        read_end: OwnedFd,
+        output: SharedOutput,
+        tx: Sender<Event>,
+    ) -> io::Result<Self> {
+        let pump = thread::Builder::new()
+            .name("output".into())
+            .spawn(move || pump(File::from(read_end), output))?;
+        let slot = self.exit_code.clone();
+        thread::Builder::new().name("wait".into()).spawn(move || {
+            let code = match child.wait() {
+                Ok(status) => status.code().unwrap_or(-1),
+                Err(_) => -1,
+            };
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(code);
+            let _ = pump.join();
+            let _ = tx.send(Event::Exited);
+        })?;
+        Ok(self)
+    }
+
+    /// The code for the marker: the exit status, or -1 if killed by a signal or not reaped.
+    fn code(&self) -> i32 {
+        self.exit_code
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or(-1)
+    }
+
+    /// Signals the child's PID only (no process group, as upstream). A child already reaped is
+    /// left alone, so a reused PID is never hit; that is not worth a log line (upstream logs Go's
+    /// "process already finished" when it loses that race).
+    fn signal(&self, sig: Signal) {
+        let reaped = self
+            .exit_code
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        if reaped {
+            return;
+        }
+        if let Err(e) = kill(self.pid, sig) {
+            tracing::error!(error = %e, "Could not send {} to the process", sig.as_str());
+        }
+    }
+
+    /// Upstream's `gracefullyTerminate`: SIGINT (plus the received signal, if any), then up to
+    /// `grace` for the child to finish, then SIGKILL without waiting further.
+    fn gracefully_terminate(&self, received: Option<Signal>, grace: i64, rx: &Receiver<Event>) {
+        self.signal(Signal::SIGINT);
+        if let Some(sig) = received {
+            self.signal(sig);
+        }
+        let deadline = Instant::now().checked_add(Duration::from_nanos(grace.max(0) as u64));
+        loop {
+            let event = match deadline {
+                Some(d) => rx.recv_timeout(d.saturating_duration_since(Instant::now())),
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match event {
+                Ok(Event::Exited) => {
+                    tracing::info!(
+                        "Process gracefully exited before {} grace period",
+                        duration::format(grace)
+                    );
+                    return;
+                }
+                // Later signals are swallowed, as upstream.
+                Ok(Event::Interrupt(_) | Event::PreviousMarker(_)) => continue,
+                Err(_) => {
+                    tracing::error!(
+                        "Process did not exit before {} grace period",
+                        duration::format(grace)
+                    );
+                    self.signal(Signal::SIGKILL);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pod_utils::logging::JsonLayer;
+    use serde_json::Value;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    /// One upstream `TestOptions_Run` case in a temp dir.
+    struct Case {
+        dir: tempfile::TempDir,
+        opts: Options,
+    }
+
+    struct Outcome {
+        code: i32,
+        /// The process log, split into child text and parsed entrypoint log lines.
+        log: String,
+        stdout: String,
+        marker: Option<String>,
+    }
+
+    impl Outcome {
+        /// The `msg`s of entrypoint's own JSON lines in the process log, with their levels.
+        fn messages(&self) -> Vec<(String, String)> {
+            self.log
+                .lines()
+                .filter(|l| l.starts_with('{'))
+                .map(|l| {
+                    let v: Value = serde_json::from_str(l).expect("JSON log line");
+                    assert_eq!(v["component"], "entrypoint");
+                    (
+                        v["level"].as_str().unwrap().to_string(),
+                        v["msg"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        }
+
+        /// The process log without entrypoint's own lines.
+        fn child_output(&self) -> String {
+            self.log
+                .split_inclusive('\n')
+                .filter(|l| !l.starts_with('{'))
+                .collect()
+        }
+    }
+
+    fn case(args: &[&str]) -> Case {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = Options {
+            timeout: duration::parse("10s").unwrap(),
+            grace_period: duration::parse("1s").unwrap(),
+            ..Options::default()
+        };
+        opts.wrapper.args = args.iter().map(|s| s.to_string()).collect();
+        opts.wrapper.process_log = dir.path().join("process-log.txt").display().to_string();
+        opts.wrapper.marker_file = dir.path().join("marker-file.txt").display().to_string();
+        Case { dir, opts }
+    }
+
+    impl Case {
+        fn path(&self, name: &str) -> PathBuf {
+            self.dir.path().join(name)
+        }
+
+        fn run(&self) -> Outcome {
+            self.run_interrupted(None)
+        }
+
+        /// Runs with `interrupt` delivered (as an event, and so to the child by entrypoint)
+        /// after the given delay.
+        fn run_interrupted(&self, interrupt: Option<(u64, Signal)>) -> Outcome {
+            let sink = LogSink::new(io::sink());
+            let layer = JsonLayer {
+                component: "entrypoint",
+                sink: sink.clone(),
+            };
+            let stdout_path = self.path("stdout");
+            let stdout = File::create(&stdout_path).unwrap();
+            let register = move |tx: Sender<Event>| -> io::Result<()> {
+                if let Some((ms, sig)) = interrupt {
+                    thread::spawn(move || {
+                        thread::sleep(Duration::from_millis(ms));
+                        let _ = tx.send(Event::Interrupt(sig));
+                    });
+                }
+                Ok(())
+            };
+            let subscriber = tracing_subscriber::registry().with(layer);
+            let code = tracing::subscriber::with_default(subscriber, || {
+                run_with(&self.opts, &sink, Some(stdout), &register)
+            });
+            Outcome {
+                code,
+                log: fs::read_to_string(&self.opts.wrapper.process_log).unwrap_or_default(),
+                stdout: fs::read_to_string(stdout_path).unwrap(),
+                marker: fs::read_to_string(&self.opts.wrapper.marker_file).ok(),
+            }
+        }
+    }
+
+    fn msg(level: &str, m: &str) -> (String, String) {
+        (level.to_string(), m.to_string())
+    }
+
+    #[test]
+    fn success() {
+        let out = case(&["true"]).run();
+        assert_eq!(out.code, 0);
+        assert_eq!(out.log, "");
+        assert_eq!(out.marker.as_deref(), Some("0"));
+    }
+
+    #[test]
+    fn output_is_captured_in_the_log_and_stdout() {
+        let out = case(&["sh", "-c", "echo test; echo err >&2"]).run();
+        assert_eq!(out.code, 0);
+        assert_eq!(out.log, "test\nerr\n");
+        assert_eq!(out.stdout, out.log);
+        assert_eq!(out.marker.as_deref(), Some("0"));
+    }
+
+    #[test]
+    fn failure_code_is_recorded() {
+        let out = case(&["sh", "-c", "exit 12"]).run();
+        assert_eq!((out.code, out.marker.as_deref()), (12, Some("12")));
+        let out = case(&["sh", "-c", "echo test; exit 12"]).run();
+        assert_eq!((out.code, out.marker.as_deref()), (12, Some("12")));
+        assert_eq!(out.log, "test\n");
+    }
+
+    #[test]
+    fn killed_by_a_signal_is_minus_one() {
+        let out = case(&["sh", "-c", "kill -9 $$"]).run();
+        assert_eq!((out.code, out.marker.as_deref()), (-1, Some("-1")));
+    }
+
+    #[test]
+    fn waits_for_output_eof_like_go() {
+        // A grandchild holding stdout keeps entrypoint waiting, as Go's cmd.Wait does.
+        let out = case(&["sh", "-c", "(sleep 0.3; echo late) & echo early"]).run();
+        assert_eq!(out.code, 0);
+        assert_eq!(out.log, "early\nlate\n");
+    }
+
+    #[test]
+    fn timeout_with_graceful_exit() {
+        let mut c = case(&["sleep", "5"]);
+        c.opts.timeout = duration::SECOND;
+        let start = Instant::now();
+        let out = c.run();
+        assert!(start.elapsed() < Duration::from_secs(3));
+        assert_eq!((out.code, out.marker.as_deref()), (127, Some("127")));
+        assert_eq!(
+            out.messages(),
+            [
+                msg("error", "Process did not finish before 1s timeout"),
+                msg("info", "Process gracefully exited before 1s grace period"),
+            ]
+        );
+        // Entrypoint's own lines also reach stdout.
+        assert_eq!(out.stdout, out.log);
+    }
+
+    #[test]
+    fn timeout_with_child_ignoring_sigint() {
+        let mut c = case(&["sh", "-c", "trap '' INT; sleep 5 >/dev/null"]);
+        c.opts.timeout = duration::SECOND;
+        let start = Instant::now();
+        let out = c.run();
+        assert!(
+            start.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!((out.code, out.marker.as_deref()), (127, Some("127")));
+        assert_eq!(
+            out.messages(),
+            [
+                msg("error", "Process did not finish before 1s timeout"),
+                msg("error", "Process did not exit before 1s grace period"),
+            ]
+        );
+    }
+
+    #[test]
+    fn timeout_with_propagation_uses_the_childs_code() {
+        let mut c = case(&["sh", "-c", "trap 'exit 4' INT; sleep 5 >/dev/null & wait"]);
+        c.opts.timeout = duration::SECOND / 2;
+        c.opts.propagate_error_code = true;
+        let out = c.run();
+        assert_eq!((out.code, out.marker.as_deref()), (4, Some("4")));
+        // Killed after the grace period and never reaped in time: -1.
+        let mut c = case(&["sh", "-c", "trap '' INT; sleep 5 >/dev/null"]);
+        c.opts.timeout = duration::SECOND / 2;
+        c.opts.grace_period = duration::SECOND / 2;
+        c.opts.propagate_error_code = true;
+        let out = c.run();
+        assert_eq!((out.code, out.marker.as_deref()), (-1, Some("-1")));
+    }
+
+    #[test]
+    fn path_passes_through() {
+        let out = case(&["sh", "-c", "echo $PATH"]).run();
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(out.log, format!("{path}\n"));
+    }
+
+    #[test]
+    fn always_zero_keeps_the_marker_code() {
+        let mut c = case(&["sh", "-c", "exit 7"]);
+        c.opts.always_zero = true;
+        let out = c.run();
+        assert_eq!((out.code, out.marker.as_deref()), (0, Some("7")));
+    }
+
+    #[test]
+    fn marker_write_failure_is_127_even_with_always_zero() {
+        let mut c = case(&["true"]);
+        c.opts.always_zero = true;
+        c.opts.wrapper.marker_file = c.path("missing/marker").display().to_string();
+        let out = c.run();
+        assert_eq!((out.code, out.marker), (127, None));
+    }
+
+    #[test]
+    fn previous_failure_skips_the_command() {
+        let mut c = case(&["touch", "ran"]);
+        fs::write(c.path("previous"), "9").unwrap();
+        c.opts.previous_marker = c.path("previous").display().to_string();
+        c.opts.wrapper.args[1] = c.path("ran").display().to_string();
+        let out = c.run();
+        assert_eq!((out.code, out.marker.as_deref()), (1130, Some("1130")));
+        assert_eq!(
+            out.messages(),
+            [msg("info", "Skipping as previous step exited 9")]
+        );
+        assert!(!c.path("ran").exists());
+    }
+
+    #[test]
+    fn previous_success_runs_the_command() {
+        for (args, want) in [(["sh", "-c", "exit 0"], 0), (["sh", "-c", "exit 3"], 3)] {
+            let mut c = case(&args);
+            fs::write(c.path("previous"), "0").unwrap();
+            c.opts.previous_marker = c.path("previous").display().to_string();
+            let out = c.run();
+            assert_eq!(out.code, want);
+            assert_eq!(out.marker, Some(want.to_string()));
+        }
+    }
+
+    #[test]
+    fn previous_marker_written_later_is_waited_for() {
+        let mut c = case(&["sh", "-c", "exit 5"]);
+        let previous = c.path("previous");
+        c.opts.previous_marker = previous.display().to_string();
+        let writer = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(200));
+            wrapper::write_marker(&previous, "first", 0).unwrap();
+        });
+        let out = c.run();
+        writer.join().unwrap();
+        assert_eq!(out.code, 5);
+    }
+
+    #[test]
+    fn interrupt_cancels_the_previous_marker_wait() {
+        let mut c = case(&["true"]);
+        c.opts.previous_marker = c.path("never").display().to_string();
+        let out = c.run_interrupted(Some((100, Signal::SIGINT)));
+        assert_eq!((out.code, out.marker.as_deref()), (127, Some("127")));
+        let msgs = out.messages();
+        assert_eq!(
+            msgs[0],
+            msg("error", "Received interrupt interrupt, cancelling...")
+        );
+        assert_eq!(msgs[1], msg("error", "Failed to wait for previous marker"));
+    }
+
+    #[test]
+    fn sigterm_with_and_without_propagation() {
+        for (propagate, want) in [(true, 3), (false, 130)] {
+            let mut c = case(&[
+                "sh",
+                "-c",
+                "trap 'kill $!; exit 3' INT TERM; sleep 10 >/dev/null & wait",
+            ]);
+            c.opts.grace_period = 0;
+            c.opts.propagate_error_code = propagate;
+            let out = c.run_interrupted(Some((300, Signal::SIGTERM)));
+            assert_eq!(out.code, want, "propagate={propagate}");
+            assert_eq!(out.marker, Some(want.to_string()));
+            assert_eq!(
+                out.messages(),
+                [
+                    msg("error", "Entrypoint received interrupt: terminated"),
+                    msg("info", "Process gracefully exited before 15s grace period"),
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn start_error_text_has_no_newline() {
+        let out = case(&["./this-command-does-not-exist"]).run();
+        assert_eq!((out.code, out.marker.as_deref()), (127, Some("127")));
+        assert_eq!(
+            out.log,
+            "could not start the process: fork/exec ./this-command-does-not-exist: no such file or directory"
+        );
+        let out = case(&["this-command-does-not-exist"]).run();
+        assert_eq!(
+            out.child_output(),
+            r#"could not start the process: exec: "this-command-does-not-exist": executable file not found in $PATH"#
+        );
+    }
+
+    #[test]
+    fn look_path_follows_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("tool");
+        fs::write(&exe, "#!/bin/sh\n").unwrap();
+        fs::set_permissions(&exe, fs::Permissions::from_mode(0o644)).unwrap();
+        let path_var = dir.path().display().to_string();
+        // Not executable: skipped.
+        assert!(look_path("tool", Some(&path_var)).is_err());
+        fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(look_path("tool", Some(&path_var)).unwrap(), exe);
+        assert_eq!(look_path("a/b", None).unwrap(), PathBuf::from("a/b"));
+        assert_eq!(
+            look_path("sh", Some("relative-dir-that-does-not-exist:bin-nope")),
+            Err(StartError(
+                r#"exec: "sh": executable file not found in $PATH"#.into()
+            ))
+        );
+    }
+
+    #[test]
+    fn artifact_dir_is_created() {
+        let mut c = case(&["true"]);
+        c.opts.artifact_dir = c.path("a/b/artifacts").display().to_string();
+        assert_eq!(c.run().code, 0);
+        assert!(c.path("a/b/artifacts").is_dir());
+    }
+
+    #[test]
+    fn artifact_dir_failure_is_127_without_a_process_log() {
+        let mut c = case(&["true"]);
+        fs::write(c.path("file"), "").unwrap();
+        c.opts.artifact_dir = c.path("file/artifacts").display().to_string();
+        let out = c.run();
+        assert_eq!((out.code, out.marker.as_deref()), (127, Some("127")));
+        assert!(!c.path("process-log.txt").exists());
+    }
+
+    #[test]
+    fn process_log_failure_is_127() {
+        let mut c = case(&["true"]);
+        c.opts.wrapper.process_log = c.path("missing/log").display().to_string();
+        let out = c.run();
+        assert_eq!((out.code, out.marker.as_deref()), (127, Some("127")));
+    }
+
+    #[test]
+    fn copy_keeps_content_and_mode_and_creates_the_parent() {
+        for mode in [0o644, 0o755] {
+            let dir = tempfile::tempdir().unwrap();
+            let src = dir.path().join("src");
+            fs::write(&src, b"\x7fELF binary\x00bytes").unwrap();
+            fs::set_permissions(&src, fs::Permissions::from_mode(mode)).unwrap();
+            let dst = dir.path().join("tools/sub/entrypoint");
+            copy_file(&src, &dst).unwrap();
+            assert_eq!(fs::read(&dst).unwrap(), fs::read(&src).unwrap());
+            let got = fs::metadata(&dst).unwrap().permissions().mode() & 0o777;
+            assert_eq!(got, mode);
+        }
+    }
+
+    #[test]
+    fn copy_errors_read_like_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("missing");
+        let err = copy_file(&src, &dir.path().join("dst")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("open {}: no such file or directory", src.display())
+        );
+    }
 }

@@ -133,7 +133,7 @@ fn create_temp(dir: &Path, prefix: &str) -> io::Result<(PathBuf, fs::File)> {
 }
 
 fn with_context(e: io::Error, what: impl fmt::Display) -> io::Error {
-    io::Error::new(e.kind(), format!("{what}: {e}"))
+    io::Error::new(e.kind(), format!("{what}: {}", go_errno_text(&e)))
 }
 
 /// Atomic write of the decimal code (no newline) as upstream's Mark (temp dir named
@@ -144,9 +144,13 @@ fn with_context(e: io::Error, what: impl fmt::Display) -> io::Error {
 pub fn write_marker(marker_file: &Path, container_name: &str, code: i32) -> io::Result<()> {
     let dir = dir_of(marker_file);
     let tmp_dir = mkdir_temp(&dir, container_name)
-        .map_err(|e| with_context(e, "could not create temp dir for marker"))?;
-    let (tmp_path, mut file) = create_temp(&tmp_dir, "temp-marker")
-        .map_err(|e| with_context(e, "could not create temp marker file"))?;
+        .map_err(|e| with_context(e, format!("could not create temp dir in {}", dir.display())))?;
+    let (tmp_path, mut file) = create_temp(&tmp_dir, "temp-marker").map_err(|e| {
+        with_context(
+            e,
+            format!("could not create temp file in {}", tmp_dir.display()),
+        )
+    })?;
     file.write_all(code.to_string().as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(|e| with_context(e, format!("could not write {}", tmp_path.display())))?;
