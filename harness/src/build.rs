@@ -14,8 +14,17 @@ use object::Object;
 use crate::target::Arch;
 use crate::toolchain::Toolchain;
 
-/// The binaries the lab builds for every arch.
+/// The pod utilities, as shipped.
 pub const BINARIES: &[&str] = &["clonerefs", "initupload", "entrypoint", "sidecar"];
+
+/// Everything the lab builds for every arch: the utilities and the fixture job program.
+pub const LAB_PROGRAMS: &[&str] = &[
+    "clonerefs",
+    "initupload",
+    "entrypoint",
+    "sidecar",
+    "fixture-job",
+];
 
 /// The cargo profile used: release, with symbols kept (see the workspace Cargo.toml).
 const PROFILE: &str = "lab";
@@ -64,7 +73,7 @@ pub fn build(tc: &Toolchain, arches: &[Arch]) -> Result<()> {
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET");
-    for bin in BINARIES {
+    for bin in LAB_PROGRAMS {
         cmd.args(["--bin", bin]);
     }
     for &arch in arches {
@@ -92,7 +101,7 @@ pub fn build(tc: &Toolchain, arches: &[Arch]) -> Result<()> {
     }
     for &arch in arches {
         let t = arch.target();
-        for bin in BINARIES {
+        for bin in LAB_PROGRAMS {
             let built = target_dir()
                 .join("cross")
                 .join(&t.triple)

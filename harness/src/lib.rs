@@ -5,10 +5,15 @@ build ([`build`], with [`toolchain`] and the arch table in [`target`]) -> run ([
 report ([`report`]).
 */
 
+pub mod backend;
 pub mod build;
+pub mod cases;
 pub mod compare;
+pub mod fixture;
+pub mod git;
 pub mod normalise;
 pub mod observe;
+pub mod pod;
 pub mod probe;
 pub mod report;
 pub mod runner;

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use harness::report::{Cell, Report};
 use harness::target::{Arch, Selection};
 use harness::toolchain::Toolchain;
-use harness::{build, compare, normalise, observe, probe, runner::Runner};
+use harness::{build, cases, compare, runner::Runner};
 
 /// tetrapod's emulation lab: builds the pod utilities for amd64, arm64, ppc64le and s390x and
 /// proves they behave the same.
@@ -124,27 +124,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 fn matrix<'a>(tc: &'a Toolchain, arches: &[Arch]) -> Result<Report<'a>> {
     let start = Instant::now();
-    let probes = probe::all();
+    let cases = cases::all()?;
     let mut emulators = Vec::new();
     let mut cells = Vec::new();
     for &arch in arches {
         let runner = Runner::new(arch, None)?;
         emulators.push((arch, runner.emulator_version()?));
-        for p in &probes {
+        for case in &cases {
             let t = Instant::now();
-            let failure = match observe::run(&runner, p) {
+            let name = case.name();
+            let failure = match case.observe(&runner) {
                 Err(e) => Some(format!("{e:#}")),
-                Ok(o) => {
-                    let got = compare::render(&normalise::observation(&o));
-                    match compare::golden(&p.name) {
-                        None => Some(format!("no golden {}.snap", p.name)),
-                        Some(want) => compare::first_difference(&want, &got),
-                    }
-                }
+                Ok(got) => match compare::golden(&name) {
+                    None => Some(format!("no golden {name}.snap")),
+                    Some(want) => compare::first_difference(&want, &got),
+                },
             };
             cells.push(Cell {
                 arch,
-                row: p.name.clone(),
+                row: case.test_name(),
                 elapsed: t.elapsed(),
                 failure,
             });

@@ -74,3 +74,62 @@ mod tests {
         );
     }
 }
+
+/// Normalisation of a pod's observations (see the module doc for the general rules). On top of
+/// log lines it replaces:
+///
+/// | placeholder | replaces |
+/// |---|---|
+/// | in-pod path (`/logs`, `/home/prow/go`...) | the backend's folder standing for that volume |
+/// | `[POD]` | the backend's pod root |
+/// | `[REPOS]` | `/tmp/tetrapod-lab/repos/<fixture>` (fixture git remotes) |
+/// | `[TIMESTAMP]` | `"timestamp":N` in started.json / finished.json |
+/// | `[DURATION]` | clone record durations, `(runtime: …)`, `# Total runtime: …`, log `duration` fields |
+/// | `[RAND]` | the random digits of entrypoint's marker temp dirs and files |
+pub struct Pod {
+    paths: Vec<(String, String)>,
+    repos: String,
+}
+
+macro_rules! re {
+    ($s:expr) => {{
+        static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+        RE.get_or_init(|| regex::Regex::new($s).expect("valid regex"))
+    }};
+}
+
+impl Pod {
+    pub fn new(path_map: &[(String, String)], fixture: &str) -> Self {
+        let mut paths = path_map.to_vec();
+        // Longest host path first, so nested folders win.
+        paths.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        Pod {
+            paths,
+            repos: format!("{}/{fixture}", crate::git::REPOS_ROOT),
+        }
+    }
+
+    pub fn text(&self, s: &str) -> String {
+        let mut t = s.replace(&self.repos, "[REPOS]");
+        for (host, inpod) in &self.paths {
+            if host != inpod {
+                t = t.replace(host.as_str(), inpod);
+            }
+        }
+        let t = text(&t);
+        let t = re!(r#""timestamp":\d+"#).replace_all(&t, r#""timestamp":[TIMESTAMP]"#);
+        let t = re!(r#""duration":\d+"#).replace_all(&t, r#""duration":[DURATION]"#);
+        let t = re!(r#""duration":"[^"]*""#).replace_all(&t, r#""duration":"[DURATION]""#);
+        let t = re!(r"\(runtime: [^)]*\)").replace_all(&t, "(runtime: [DURATION])");
+        let t = re!(r"# Total runtime: \S+").replace_all(&t, "# Total runtime: [DURATION]");
+        t.into_owned()
+    }
+
+    /// Marker temp dirs and files carry random digits: `test123/temp-marker456` -> `test[RAND]/temp-marker[RAND]`.
+    pub fn log_file_name(&self, name: &str) -> String {
+        let n = re!(r"^([A-Za-z_-]+)\d+/").replace(name, "${1}[RAND]/");
+        re!(r"temp-marker\d+")
+            .replace_all(&n, "temp-marker[RAND]")
+            .into_owned()
+    }
+}

@@ -47,3 +47,96 @@ pub fn exit_text(status: &std::process::ExitStatus) -> String {
         _ => "unknown".to_string(),
     }
 }
+
+/// Objects bigger than this, or not UTF-8, are shown by size and digest.
+const INLINE_LIMIT: usize = 16 * 1024;
+
+/// Renders everything a pod left behind as one normalised text, the pod's golden.
+pub fn pod(run: &crate::backend::PodRun, fixture: &str) -> String {
+    use std::fmt::Write as _;
+    let n = crate::normalise::Pod::new(&run.path_map, fixture);
+    let mut s = String::new();
+    for (kind, list) in [("init", &run.init), ("container", &run.containers)] {
+        for c in list {
+            let _ = writeln!(s, "== {kind} {}: exit {}", c.name, c.exit);
+            for (stream, bytes) in [("stdout", &c.stdout), ("stderr", &c.stderr)] {
+                if !bytes.is_empty() {
+                    let _ = writeln!(s, "-- {stream}");
+                    s.push_str(&content(&n, bytes));
+                }
+            }
+        }
+    }
+    for o in &run.objects {
+        let _ = writeln!(s, "== object {}", o.name);
+        let _ = writeln!(
+            s,
+            "content-type: {}; content-encoding: {}; metadata: {:?}",
+            o.content_type.as_deref().unwrap_or("-"),
+            o.content_encoding.as_deref().unwrap_or("-"),
+            o.metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), n.text(v)))
+                .collect::<Vec<_>>()
+        );
+        let data = if o.content_encoding.as_deref() == Some("gzip") {
+            match gunzip(&o.data) {
+                Some(d) => {
+                    s.push_str("(gunzipped)\n");
+                    d
+                }
+                None => o.data.clone(),
+            }
+        } else {
+            o.data.clone()
+        };
+        s.push_str(&content(&n, &data));
+    }
+    for (name, data) in &run.logs {
+        let _ = writeln!(s, "== logs {}", n.log_file_name(name));
+        s.push_str(&content(&n, data));
+    }
+    for c in &run.checkouts {
+        let _ = writeln!(s, "== checkout {}", c.path);
+        match &c.state {
+            Ok((head, files)) => {
+                let _ = writeln!(s, "HEAD {head}");
+                for f in files {
+                    let _ = writeln!(s, "  {f}");
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(s, "unreadable: {}", n.text(e));
+            }
+        }
+    }
+    s
+}
+
+fn content(n: &crate::normalise::Pod, bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(t) if t.len() <= INLINE_LIMIT => {
+            let mut t = n.text(t);
+            if !t.ends_with('\n') {
+                t.push_str("\n[no newline at end]\n");
+            }
+            t
+        }
+        _ => format!("[{} bytes, sha256 {}]\n", bytes.len(), sha256_hex(bytes)),
+    }
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+fn gunzip(b: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(b).read_to_end(&mut out).ok()?;
+    Some(out)
+}

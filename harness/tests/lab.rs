@@ -7,9 +7,10 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::ExitCode;
 
+use harness::cases::{self, Case};
 use harness::target::{self, Arch};
 use harness::toolchain::Toolchain;
-use harness::{build, compare, normalise, observe, probe, runner::Runner};
+use harness::{build, compare, runner::Runner};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 fn main() -> ExitCode {
@@ -30,16 +31,23 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     }
+    let all = match cases::all() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("lab: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
     let mut trials = Vec::new();
     for &arch in &arches {
         trials.push(Trial::test(
             format!("{arch}::runner::executes_the_arch_binary"),
             move || runner_check(arch),
         ));
-        for p in probe::all() {
+        for case in all.iter().cloned() {
             trials.push(Trial::test(
-                format!("{arch}::probe::{}", p.name),
-                move || probe_check(arch, &p),
+                format!("{arch}::{}", case.test_name()),
+                move || case_check(arch, &case),
             ));
         }
     }
@@ -91,26 +99,27 @@ fn runner_check(arch: Arch) -> Result<(), Failed> {
     Ok(())
 }
 
-fn probe_check(arch: Arch, p: &probe::Probe) -> Result<(), Failed> {
+fn case_check(arch: Arch, case: &Case) -> Result<(), Failed> {
     let runner = Runner::new(arch, None).map_err(|e| format!("{e:#}"))?;
-    let observed = observe::run(&runner, p).map_err(|e| format!("{e:#}"))?;
-    let got = compare::render(&normalise::observation(&observed));
-    let diff = compare::golden(&p.name).and_then(|want| compare::first_difference(&want, &got));
+    let got = case
+        .observe(&runner)
+        .map_err(|e| format!("{arch}: {e:#}"))?;
+    let name = case.name();
+    let diff = compare::golden(&name).and_then(|want| compare::first_difference(&want, &got));
     let result = catch_unwind(AssertUnwindSafe(|| {
         insta::with_settings!({
             snapshot_path => compare::snapshot_dir(),
             prepend_module_to_snapshot => false,
             omit_expression => true,
-            description => format!("{} {}", p.utility, p.args.join(" ")),
+            description => case.description(),
         }, {
-            insta::assert_snapshot!(p.name.as_str(), got);
+            insta::assert_snapshot!(name.as_str(), got);
         });
     }));
     match result {
         Ok(()) => Ok(()),
         Err(_) => Err(format!(
-            "{arch} differs from golden {}: {}",
-            p.name,
+            "{arch} differs from golden {name}: {}",
             diff.unwrap_or_else(|| "no golden yet (review with `cargo insta review`)".into())
         )
         .into()),

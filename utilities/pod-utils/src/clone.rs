@@ -46,6 +46,23 @@ pub struct Command {
     pub duration: i64,
 }
 
+/// Where a ref is checked out under `src_root` (upstream `clone.PathForRefs`): the path alias,
+/// else the repo link without its scheme, else `github.com/<org>/<repo>`, below `src/`.
+pub fn path_for_refs(src_root: &str, refs: &Refs) -> String {
+    let rel = if !refs.path_alias.is_empty() {
+        refs.path_alias.clone()
+    } else if !refs.repo_link.is_empty() {
+        refs.repo_link
+            .rsplit("://")
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    } else {
+        format!("github.com/{}/{}", refs.org, refs.repo)
+    };
+    crate::gopath::join(&[src_root, "src", &rel])
+}
+
 /// The human-readable block for one record, byte for byte as upstream's `FormatRecord`.
 pub fn format_record(r: &Record) -> String {
     let mut out = String::new();

@@ -1,0 +1,434 @@
+/*!
+The qemu backend: every container is a process of the arch's binary, run under qemu-user for
+foreign arches. Volumes are folders of a per-pod root (`target/lab/pods/<arch>/<pod>/`) and every
+in-pod path in a container's command, environment and options is rewritten to its folder, longest
+mount first. Children a utility starts (entrypoint's test command) run through binfmt_misc when
+the host has the arch registered, else the emulator is put in front of them explicitly.
+*/
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use pod_utils::testsupport::{FakeGcs, Moto, StoredObject};
+use serde_json::Value;
+
+use super::{Checkout, ContainerExit, PodRun};
+use crate::build;
+use crate::observe::exit_text;
+use crate::pod::{self, BUCKET, Container, Pod, STORAGE_ENDPOINT, Storage, VolumeSource};
+use crate::runner::Runner;
+use crate::target::Arch;
+
+/// The longest a pod may run before everything in it is killed.
+const POD_DEADLINE: Duration = Duration::from_secs(240);
+
+/// Whether foreign children run through binfmt_misc or with the emulator in front.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildMode {
+    Native,
+    Binfmt,
+    Explicit,
+}
+
+pub fn child_mode(runner: &Runner) -> ChildMode {
+    let Some(emu) = &runner.emulator else {
+        return ChildMode::Native;
+    };
+    let name = emu.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let entry = Path::new("/proc/sys/fs/binfmt_misc").join(name.trim_end_matches("-static"));
+    match fs::read_to_string(entry) {
+        Ok(s) if s.starts_with("enabled") => ChildMode::Binfmt,
+        _ => ChildMode::Explicit,
+    }
+}
+
+enum Server {
+    Gcs(FakeGcs),
+    S3(Moto),
+    None,
+}
+
+pub fn run(pod: &Pod, runner: &Runner) -> Result<PodRun> {
+    let arch = runner.arch;
+    let root = build::lab_dir()
+        .join("pods")
+        .join(arch.name())
+        .join(&pod.name);
+    let _ = fs::remove_dir_all(&root);
+    fs::create_dir_all(root.join("containers"))?;
+    let mode = child_mode(runner);
+
+    let (server, endpoint) = match pod.storage {
+        Storage::Gcs => {
+            let s = FakeGcs::start(&[BUCKET]).map_err(anyhow::Error::msg)?;
+            let h = s.emulator_host();
+            (Server::Gcs(s), h)
+        }
+        Storage::S3 => {
+            let s = Moto::start(&[BUCKET]).map_err(anyhow::Error::msg)?;
+            let u = s.url();
+            (Server::S3(s), u)
+        }
+        Storage::Local => (Server::None, String::new()),
+    };
+
+    // Volumes -> folders.
+    let mut vol_dirs = BTreeMap::new();
+    for v in &pod.volumes {
+        let dir = match &v.source {
+            VolumeSource::HostPath(p) => PathBuf::from(p),
+            VolumeSource::EmptyDir => root.join("vol").join(&v.name),
+            VolumeSource::Secret(files) => {
+                let d = root.join("vol").join(&v.name);
+                fs::create_dir_all(&d)?;
+                for (name, content) in files {
+                    fs::write(d.join(name), content.replace(STORAGE_ENDPOINT, &endpoint))?;
+                }
+                d
+            }
+        };
+        fs::create_dir_all(&dir)?;
+        vol_dirs.insert(v.name.clone(), dir);
+    }
+    let mut path_map = Vec::new();
+    let ctx = Ctx {
+        arch,
+        runner,
+        mode,
+        root: &root,
+        vol_dirs: &vol_dirs,
+        endpoint: &endpoint,
+    };
+
+    let mut init = Vec::new();
+    let mut failed = false;
+    for c in &pod.init_containers {
+        if failed {
+            init.push(ContainerExit {
+                name: c.name.clone(),
+                exit: "not started".into(),
+                stdout: vec![],
+                stderr: vec![],
+            });
+            continue;
+        }
+        let (mut child, mounts) = ctx.spawn(c)?;
+        path_map.extend(mounts);
+        let status = wait_deadline(&mut child, Instant::now() + POD_DEADLINE)?;
+        let exit = status
+            .map(|s| exit_text(&s))
+            .unwrap_or_else(|| "killed at deadline".into());
+        failed = exit != "0";
+        init.push(ctx.collect(c, exit)?);
+    }
+    let mut containers = Vec::new();
+    if failed {
+        for c in &pod.containers {
+            containers.push(ContainerExit {
+                name: c.name.clone(),
+                exit: "not started".into(),
+                stdout: vec![],
+                stderr: vec![],
+            });
+        }
+    } else {
+        let start = Instant::now();
+        let mut running: Vec<(usize, Child)> = Vec::new();
+        for (i, c) in pod.containers.iter().enumerate() {
+            let (child, mounts) = ctx.spawn(c)?;
+            path_map.extend(mounts);
+            running.push((i, child));
+        }
+        let mut exits: BTreeMap<usize, String> = BTreeMap::new();
+        let mut deleted = false;
+        while !running.is_empty() {
+            if let Some(ms) = pod.delete_after_ms {
+                if !deleted && start.elapsed() >= Duration::from_millis(ms) {
+                    deleted = true;
+                    for (_, ch) in &running {
+                        signal(ch, nix::sys::signal::Signal::SIGTERM);
+                    }
+                }
+            }
+            if start.elapsed() > POD_DEADLINE {
+                for (i, mut ch) in running.drain(..) {
+                    let _ = ch.kill();
+                    let _ = ch.wait();
+                    exits.insert(i, "killed at deadline".into());
+                }
+                break;
+            }
+            let mut still = Vec::new();
+            for (i, mut ch) in running.drain(..) {
+                match ch.try_wait()? {
+                    Some(s) => {
+                        exits.insert(i, exit_text(&s));
+                    }
+                    None => still.push((i, ch)),
+                }
+            }
+            running = still;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for (i, c) in pod.containers.iter().enumerate() {
+            containers.push(ctx.collect(c, exits.remove(&i).unwrap_or_default())?);
+        }
+    }
+
+    let objects = match &server {
+        Server::Gcs(s) => s.objects(BUCKET),
+        Server::S3(s) => s.objects(BUCKET),
+        Server::None => match vol_dirs.get("output") {
+            Some(dir) => read_tree(dir)?
+                .into_iter()
+                .map(|(name, data)| StoredObject {
+                    name,
+                    data,
+                    ..Default::default()
+                })
+                .collect(),
+            None => vec![],
+        },
+    };
+    let logs = vol_dirs
+        .get("logs")
+        .map(|d| read_tree(d))
+        .transpose()?
+        .unwrap_or_default();
+    let checkouts = pod
+        .checkouts
+        .iter()
+        .map(|p| Checkout {
+            path: p.clone(),
+            state: crate::git::describe_checkout(&translate_path(p, &ctx.code_mount()))
+                .map_err(|e| format!("{e:#}")),
+        })
+        .collect();
+    path_map.sort();
+    path_map.dedup();
+    path_map.push((root.display().to_string(), "[POD]".into()));
+    let emulation = match mode {
+        ChildMode::Native => "native".to_string(),
+        ChildMode::Binfmt => format!("{} (children via binfmt_misc)", runner.emulator_version()?),
+        ChildMode::Explicit => format!(
+            "{} (children via explicit emulator)",
+            runner.emulator_version()?
+        ),
+    };
+    drop(server);
+    Ok(PodRun {
+        init,
+        containers,
+        objects,
+        logs,
+        checkouts,
+        path_map,
+        emulation,
+    })
+}
+
+struct Ctx<'a> {
+    arch: Arch,
+    runner: &'a Runner,
+    mode: ChildMode,
+    root: &'a Path,
+    vol_dirs: &'a BTreeMap<String, PathBuf>,
+    endpoint: &'a str,
+}
+
+impl Ctx<'_> {
+    /// The code volume under its mount path, to find checkouts after the pod.
+    fn code_mount(&self) -> Vec<(String, PathBuf)> {
+        self.vol_dirs
+            .get("code")
+            .map(|d| ("/home/prow/go".to_string(), d.clone()))
+            .into_iter()
+            .collect()
+    }
+
+    /// In-pod path -> host path for this container: its mounts plus the image's files.
+    fn mounts(&self, c: &Container) -> Vec<(String, PathBuf)> {
+        let mut m: Vec<(String, PathBuf)> = c
+            .mounts
+            .iter()
+            .filter_map(|m| {
+                self.vol_dirs
+                    .get(&m.volume)
+                    .map(|d| (m.path.clone(), d.clone()))
+            })
+            .collect();
+        for u in build::BINARIES {
+            m.push((pod::utility_path(u), build::binary(self.arch, u)));
+        }
+        m.push((
+            pod::FIXTURE_JOB_PATH.to_string(),
+            build::binary(self.arch, "fixture-job"),
+        ));
+        // Longest first, so /logs/artifacts wins over /logs.
+        m.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        m
+    }
+
+    fn spawn(&self, c: &Container) -> Result<(Child, Vec<(String, String)>)> {
+        let mounts = self.mounts(c);
+        let argv: Vec<PathBuf> = c
+            .argv()
+            .iter()
+            .map(|a| translate_path(a, &mounts))
+            .collect();
+        let exe = &argv[0];
+        let mut cmd = if build::check_elf(exe, self.arch).is_ok() {
+            self.runner.command(exe)?
+        } else {
+            Command::new(exe)
+        };
+        cmd.args(&argv[1..]);
+        let home = self.root.join("home").join(&c.name);
+        fs::create_dir_all(&home)?;
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &home);
+        for (k, v) in &c.env {
+            let v = v.replace(STORAGE_ENDPOINT, self.endpoint);
+            let v = if k == "ENTRYPOINT_OPTIONS" {
+                self.entrypoint_options(&v, &mounts)?
+            } else {
+                translate_value(&v, &mounts)
+            };
+            cmd.env(k, v);
+        }
+        let cwd = c.working_dir.as_ref().map(|w| translate_path(w, &mounts));
+        let cwd = cwd.unwrap_or_else(|| self.root.to_path_buf());
+        fs::create_dir_all(&cwd)?;
+        cmd.current_dir(&cwd);
+        let out = self
+            .root
+            .join("containers")
+            .join(format!("{}.stdout", c.name));
+        let err = self
+            .root
+            .join("containers")
+            .join(format!("{}.stderr", c.name));
+        cmd.stdin(Stdio::null())
+            .stdout(fs::File::create(out)?)
+            .stderr(fs::File::create(err)?);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("start container {} ({})", c.name, exe.display()))?;
+        let map = mounts
+            .iter()
+            .map(|(p, h)| (h.display().to_string(), p.clone()))
+            .collect();
+        Ok((child, map))
+    }
+
+    /// Rewrites paths in ENTRYPOINT_OPTIONS and, without binfmt_misc, puts the emulator in front
+    /// of the test command so entrypoint can start a foreign-arch child.
+    fn entrypoint_options(&self, json: &str, mounts: &[(String, PathBuf)]) -> Result<String> {
+        let mut v: Value = serde_json::from_str(json).context("ENTRYPOINT_OPTIONS")?;
+        translate_json(&mut v, mounts);
+        if self.mode == ChildMode::Explicit {
+            if let (Some(args), Some(emu)) = (
+                v.get_mut("args").and_then(Value::as_array_mut),
+                &self.runner.emulator,
+            ) {
+                args.insert(0, Value::from(emu.display().to_string()));
+            }
+        }
+        Ok(v.to_string())
+    }
+
+    fn collect(&self, c: &Container, exit: String) -> Result<ContainerExit> {
+        let dir = self.root.join("containers");
+        Ok(ContainerExit {
+            name: c.name.clone(),
+            exit,
+            stdout: fs::read(dir.join(format!("{}.stdout", c.name))).unwrap_or_default(),
+            stderr: fs::read(dir.join(format!("{}.stderr", c.name))).unwrap_or_default(),
+        })
+    }
+}
+
+fn translate_path(p: &str, mounts: &[(String, PathBuf)]) -> PathBuf {
+    for (inpod, host) in mounts {
+        if p == inpod {
+            return host.clone();
+        }
+        if let Some(rest) = p.strip_prefix(inpod.as_str()) {
+            if rest.starts_with('/') {
+                return PathBuf::from(format!("{}{rest}", host.display()));
+            }
+        }
+    }
+    PathBuf::from(p)
+}
+
+/// An env value: JSON gets its strings rewritten, anything else is a path or left alone.
+fn translate_value(v: &str, mounts: &[(String, PathBuf)]) -> String {
+    if v.starts_with('{') || v.starts_with('[') {
+        if let Ok(mut j) = serde_json::from_str::<Value>(v) {
+            translate_json(&mut j, mounts);
+            return j.to_string();
+        }
+    }
+    translate_path(v, mounts).display().to_string()
+}
+
+fn translate_json(v: &mut Value, mounts: &[(String, PathBuf)]) {
+    match v {
+        Value::String(s) if s.starts_with('/') => {
+            *s = translate_path(s, mounts).display().to_string()
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| translate_json(x, mounts)),
+        Value::Object(o) => o.values_mut().for_each(|x| translate_json(x, mounts)),
+        _ => {}
+    }
+}
+
+fn signal(child: &Child, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig);
+}
+
+fn wait_deadline(child: &mut Child, deadline: Instant) -> Result<Option<std::process::ExitStatus>> {
+    loop {
+        if let Some(s) = child.try_wait()? {
+            return Ok(Some(s));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Every regular file below `dir`: relative path -> bytes (symlinks as `-> target`).
+pub fn read_tree(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd {
+            let e = e?;
+            let p = e.path();
+            let ft = e.file_type()?;
+            let rel = p.strip_prefix(dir).unwrap_or(&p).display().to_string();
+            if ft.is_dir() {
+                stack.push(p);
+            } else if ft.is_symlink() {
+                out.insert(
+                    rel,
+                    format!("-> {}", fs::read_link(&p)?.display()).into_bytes(),
+                );
+            } else {
+                out.insert(rel, fs::read(&p)?);
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,267 @@
+/*!
+The fixture schema: one TOML file per job in `fixtures/`, declarative, unknown keys rejected.
+A fixture says what Prow would know about the job (the JobSpec and its decoration), how to build
+the git repositories it clones, and what each test container does (a `fixture-job` script).
+*/
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fixture {
+    /// File stem: the golden's name.
+    #[serde(skip)]
+    pub name: String,
+    /// One line: the behaviour this fixture pins.
+    pub description: String,
+    pub job: Job,
+    #[serde(default)]
+    pub decoration: Decoration,
+    /// Git repositories the refs clone, by name.
+    #[serde(default)]
+    pub repos: BTreeMap<String, RepoRecipe>,
+    /// Secret volumes: name -> file name -> content.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, BTreeMap<String, String>>,
+    /// Test containers, in order (one is renamed `test`, as Prow does).
+    pub containers: Vec<Container>,
+    /// Deletes the pod this many milliseconds after the test containers start: SIGTERM to every
+    /// running container, as the kubelet does.
+    #[serde(default)]
+    pub delete_after_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    /// periodic, postsubmit, presubmit or batch (or anything else, to test rejection).
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub name: String,
+    #[serde(default = "default_build_id")]
+    pub build_id: String,
+    #[serde(default)]
+    pub refs: Option<RefsSpec>,
+    #[serde(default)]
+    pub extra_refs: Vec<RefsSpec>,
+}
+
+fn default_build_id() -> String {
+    "1700000000000000001".to_string()
+}
+
+/// A ref to clone. SHAs are resolved from the recipe, so fixtures stay readable.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefsSpec {
+    pub org: String,
+    pub repo: String,
+    /// Name of a recipe in `[repos]`; a missing name makes the clone fail (unreachable remote).
+    pub recipe: String,
+    pub base_ref: String,
+    /// Pin the base to the branch head's SHA (`base_sha`), as presubmits usually do.
+    #[serde(default)]
+    pub pin_base_sha: bool,
+    #[serde(default)]
+    pub pulls: Vec<PullSpec>,
+    #[serde(default)]
+    pub path_alias: Option<String>,
+    #[serde(default)]
+    pub workdir: bool,
+    #[serde(default)]
+    pub skip_submodules: bool,
+    #[serde(default)]
+    pub clone_depth: i64,
+    #[serde(default)]
+    pub skip_fetch_head: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullSpec {
+    pub number: i64,
+    /// Branch of the recipe that holds the pull's commits (also published as refs/pull/N/head).
+    pub branch: String,
+    /// Give the pull's SHA (default) or leave it empty so only `pull/N/head` is fetched.
+    #[serde(default = "yes")]
+    pub with_sha: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How Prow decorates the job.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decoration {
+    /// Go duration; scaled for emulation by the backend.
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
+    #[serde(default = "default_grace")]
+    pub grace_period: String,
+    /// gs, s3 or local.
+    #[serde(default = "default_storage")]
+    pub storage: String,
+    #[serde(default = "default_strategy")]
+    pub path_strategy: String,
+    #[serde(default)]
+    pub default_org: String,
+    #[serde(default)]
+    pub default_repo: String,
+    #[serde(default)]
+    pub path_prefix: String,
+    #[serde(default)]
+    pub compress_file_types: Vec<String>,
+    #[serde(default)]
+    pub media_types: BTreeMap<String, String>,
+    #[serde(default)]
+    pub censor_secrets: bool,
+    /// decoration_config.censoring_options, passed through.
+    #[serde(default)]
+    pub censoring_options: Option<toml::Table>,
+    #[serde(default)]
+    pub upload_ignores_interrupts: bool,
+    #[serde(default)]
+    pub skip_cloning: bool,
+}
+
+fn default_timeout() -> String {
+    "60s".into()
+}
+fn default_grace() -> String {
+    "5s".into()
+}
+fn default_storage() -> String {
+    "gs".into()
+}
+fn default_strategy() -> String {
+    "explicit".into()
+}
+
+impl Default for Decoration {
+    fn default() -> Self {
+        toml::from_str("").expect("all decoration fields have defaults")
+    }
+}
+
+/// Commits on branches, replayed in order with fixed dates so SHAs never change.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoRecipe {
+    pub commits: Vec<CommitSpec>,
+    /// Submodules of the default branch's last commit: path -> recipe name.
+    #[serde(default)]
+    pub submodules: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitSpec {
+    /// Branch to commit on; created from `from` (default: main) when new.
+    #[serde(default = "main_branch")]
+    pub branch: String,
+    #[serde(default)]
+    pub from: Option<String>,
+    pub message: String,
+    /// Files written (path -> content) before committing.
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+}
+
+fn main_branch() -> String {
+    "main".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Container {
+    pub name: String,
+    /// The `fixture-job` script (see fixtures/job).
+    pub steps: Vec<String>,
+    /// Secret volumes mounted into this container (censored when censor_secrets is set).
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Extra environment for the container, before the downward API's.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// The fixtures folder at the workspace root.
+pub fn dir() -> PathBuf {
+    crate::build::workspace_root().join("fixtures")
+}
+
+/// Loads and checks one fixture file.
+pub fn load(path: &Path) -> Result<Fixture> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    let mut f: Fixture =
+        toml::from_str(&text).with_context(|| format!("parse {}", path.display()))?;
+    f.name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .context("fixture file names are UTF-8")?
+        .to_string();
+    f.check()
+        .with_context(|| format!("fixture {}", path.display()))?;
+    Ok(f)
+}
+
+/// Every fixture, sorted by name. An empty folder is an error: a glob that matches nothing
+/// must not pass.
+pub fn all() -> Result<Vec<Fixture>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir())
+        .with_context(|| format!("read {}", dir().display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        bail!("no fixtures in {}", dir().display());
+    }
+    paths.iter().map(|p| load(p)).collect()
+}
+
+impl Fixture {
+    fn check(&self) -> Result<()> {
+        if self.containers.is_empty() {
+            bail!("a job needs at least one container");
+        }
+        let mut names: Vec<&str> = self.containers.iter().map(|c| c.name.as_str()).collect();
+        names.sort();
+        names.dedup();
+        if names.len() != self.containers.len() {
+            bail!("container names must be unique");
+        }
+        for c in &self.containers {
+            for s in &c.secrets {
+                if !self.secrets.contains_key(s) {
+                    bail!("container {} mounts unknown secret {s}", c.name);
+                }
+            }
+        }
+        if !["gs", "s3", "local"].contains(&self.decoration.storage.as_str()) {
+            bail!("decoration.storage must be gs, s3 or local");
+        }
+        for r in self.job.refs.iter().chain(&self.job.extra_refs) {
+            let recipe = self.repos.get(&r.recipe);
+            for p in &r.pulls {
+                if let Some(recipe) = recipe {
+                    if !recipe.commits.iter().any(|c| c.branch == p.branch) {
+                        bail!(
+                            "pull {} names branch {} that recipe {} never commits to",
+                            p.number,
+                            p.branch,
+                            r.recipe
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
