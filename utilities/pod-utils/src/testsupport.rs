@@ -211,6 +211,8 @@ impl FakeGcs {
                             .send()
                             .await
                             .expect("download")
+                            .error_for_status()
+                            .expect("download status")
                             .bytes()
                             .await
                             .expect("download body")
@@ -328,52 +330,45 @@ impl Moto {
         .to_string()
     }
 
-    /// Every object in `bucket`, sorted by key, with headers and stored bytes.
+    /// Every object in `bucket`, sorted by key, with headers and stored bytes (read with
+    /// signed requests: moto refuses anonymous reads of private objects).
     pub fn objects(&self, bucket: &str) -> Vec<StoredObject> {
-        let base = format!("{}/{bucket}", self.url());
+        use futures_util::TryStreamExt;
+        use object_store::{Attribute, ObjectStore, ObjectStoreExt};
+        let store = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_region("us-east-1")
+            .with_endpoint(self.url())
+            .with_allow_http(true)
+            .with_access_key_id("testing")
+            .with_secret_access_key("testing")
+            .build()
+            .expect("s3 client for moto");
         block(move || {
             Box::pin(async move {
-                let http = reqwest::Client::new();
-                let list = http
-                    .get(format!("{base}?list-type=2&max-keys=1000"))
-                    .send()
-                    .await
-                    .expect("list")
-                    .text()
-                    .await
-                    .expect("list body");
+                let metas: Vec<object_store::ObjectMeta> =
+                    store.list(None).try_collect().await.expect("list");
                 let mut out = Vec::new();
-                for key in xml_values(&list, "Key") {
-                    let resp = http
-                        .get(format!("{base}/{}", encode_key(&key)))
-                        .header("Accept-Encoding", "gzip")
-                        .send()
-                        .await
-                        .expect("get object");
-                    let h = |n: &str| {
-                        resp.headers()
-                            .get(n)
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::to_string)
-                    };
-                    let content_type = h("content-type");
-                    let content_encoding = h("content-encoding");
-                    let metadata = resp
-                        .headers()
-                        .iter()
-                        .filter_map(|(k, v)| {
-                            let k = k.as_str().strip_prefix("x-amz-meta-")?;
-                            Some((k.to_string(), v.to_str().ok()?.to_string()))
-                        })
-                        .collect();
-                    let data = resp.bytes().await.expect("object body").to_vec();
-                    out.push(StoredObject {
-                        name: key,
-                        content_type,
-                        content_encoding,
-                        metadata,
+                for m in metas {
+                    let got = store.get(&m.location).await.expect("get object");
+                    let attrs = got.attributes.clone();
+                    let data = got.bytes().await.expect("object body").to_vec();
+                    let mut o = StoredObject {
+                        name: m.location.to_string(),
                         data,
-                    });
+                        ..Default::default()
+                    };
+                    for (k, v) in attrs.iter() {
+                        match k {
+                            Attribute::ContentType => o.content_type = Some(v.to_string()),
+                            Attribute::ContentEncoding => o.content_encoding = Some(v.to_string()),
+                            Attribute::Metadata(name) => {
+                                o.metadata.insert(name.to_string(), v.to_string());
+                            }
+                            _ => {}
+                        }
+                    }
+                    out.push(o);
                 }
                 out.sort_by(|a, b| a.name.cmp(&b.name));
                 out
@@ -386,34 +381,6 @@ impl Drop for Moto {
     fn drop(&mut self) {
         kill(&mut self.child);
     }
-}
-
-fn encode_key(key: &str) -> String {
-    key.split('/')
-        .map(|p| utf8_percent_encode(p, NON_ALPHANUMERIC).to_string())
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-/// The unescaped texts of every `<tag>` element (enough for S3 list responses).
-fn xml_values(xml: &str, tag: &str) -> Vec<String> {
-    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
-    let mut out = Vec::new();
-    let mut rest = xml;
-    while let Some(i) = rest.find(&open) {
-        let after = &rest[i + open.len()..];
-        let Some(j) = after.find(&close) else { break };
-        out.push(
-            after[..j]
-                .replace("&lt;", "<")
-                .replace("&gt;", ">")
-                .replace("&quot;", "\"")
-                .replace("&apos;", "'")
-                .replace("&amp;", "&"),
-        );
-        rest = &after[j + close.len()..];
-    }
-    out
 }
 
 /// Decompresses a gzip body (tests compare what readers would see).

@@ -203,6 +203,30 @@ impl Destination {
         })
     }
 
+    /// A bucket URL (`gs://name[/path]`) served by an unauthenticated GCS JSON API at
+    /// `endpoint` (an emulator), without reading the environment.
+    pub fn gcs_emulator(endpoint: &str, bucket: &str) -> Result<Self, StoreError> {
+        let p = parse_bucket(bucket)?;
+        if p.scheme != "gs" {
+            return Err(StoreError::Provider(p.scheme));
+        }
+        let mut base = format!("gs://{}", p.bucket);
+        if !p.path.is_empty() {
+            base.push('/');
+            base.push_str(&p.path);
+        }
+        Ok(Destination {
+            backend: Backend::Gcs(GcsJson::new(
+                Some(gcs_json::emulator_base(endpoint)),
+                &p.bucket,
+                Auth::Anonymous,
+            )?),
+            base,
+            key_prefix: p.path,
+            chunk: DEFAULT_CHUNK_SIZE,
+        })
+    }
+
     /// Bytes per request for large objects (tests use small ones).
     pub fn with_chunk_size(mut self, chunk: usize) -> Self {
         self.chunk = chunk;

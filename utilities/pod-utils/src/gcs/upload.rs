@@ -453,7 +453,15 @@ mod tests {
         let txt = Some("text/plain; charset=utf-8");
         let mut gz = vec![0x1f, 0x8b, 0x08];
         gz.extend(vec![0u8; 2000]);
-        let cases: Vec<(&[u8], bool, &str, WriterOptions, (WriterOptions, bool))> = vec![
+        // (first write, eligible, full path, headers from the name, expected plan)
+        type Case<'a> = (
+            &'a [u8],
+            bool,
+            &'a str,
+            WriterOptions,
+            (WriterOptions, bool),
+        );
+        let cases: Vec<Case> = vec![
             (
                 b"hello",
                 false,
