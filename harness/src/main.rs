@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use harness::report::{Cell, Report};
+use harness::report::{self, Cell, Report};
 use harness::target::{Arch, Selection};
 use harness::toolchain::Toolchain;
 use harness::{build, cases, compare, runner::Runner};
@@ -133,11 +133,15 @@ fn matrix<'a>(tc: &'a Toolchain, arches: &[Arch]) -> Result<Report<'a>> {
         for case in &cases {
             let t = Instant::now();
             let name = case.name();
-            let failure = match case.observe(&runner) {
-                Err(e) => Some(format!("{e:#}")),
+            let (failure, diff) = match case.observe(&runner) {
+                Err(e) => (Some(format!("{e:#}")), None),
                 Ok(got) => match compare::golden(&name) {
-                    None => Some(format!("no golden {name}.snap")),
-                    Some(want) => compare::first_difference(&want, &got),
+                    None => (Some(format!("no golden {name}.snap")), None),
+                    Some(want) => {
+                        let first = compare::first_difference(&want, &got);
+                        let diff = first.as_ref().map(|_| report::unified_diff(&want, &got));
+                        (first, diff)
+                    }
                 },
             };
             cells.push(Cell {
@@ -145,6 +149,7 @@ fn matrix<'a>(tc: &'a Toolchain, arches: &[Arch]) -> Result<Report<'a>> {
                 row: case.test_name(),
                 elapsed: t.elapsed(),
                 failure,
+                diff,
             });
         }
     }

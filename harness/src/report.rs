@@ -18,6 +18,8 @@ pub struct Cell {
     pub elapsed: Duration,
     /// `None` when it matched; otherwise the first difference or the error.
     pub failure: Option<String>,
+    /// For a mismatch: the unified diff from the golden to what this arch produced.
+    pub diff: Option<String>,
 }
 
 pub struct Report<'a> {
@@ -105,12 +107,102 @@ impl Report<'_> {
             .sum()
     }
 
-    /// Writes `target/lab/report/matrix.md` and returns its path.
+    /// A self-contained HTML page: the table, then every failing cell with its diff.
+    pub fn html(&self) -> String {
+        let mut s = String::from(
+            "<!doctype html><meta charset=utf-8><title>tetrapod lab matrix</title>\n<style>\
+             body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}\
+             .ok{color:#070}.bad{color:#b00;font-weight:bold}pre{background:#f6f6f6;padding:6px;overflow:auto}\
+             .add{color:#070}.del{color:#b00}</style>\n",
+        );
+        let _ = writeln!(
+            s,
+            "<h1>tetrapod lab matrix</h1><p>{}</p>",
+            esc(&format!(
+                "toolchain: {} ({}), {}; wall time {} ms",
+                self.toolchain.rustc_version,
+                self.toolchain.mode,
+                self.toolchain.qemu_version,
+                self.wall.as_millis()
+            ))
+        );
+        let mut rows: Vec<&str> = self.cells.iter().map(|c| c.row.as_str()).collect();
+        rows.dedup();
+        s.push_str("<table><tr><th>case</th>");
+        for a in &self.arches {
+            let _ = write!(s, "<th>{a}</th>");
+        }
+        s.push_str("</tr>\n");
+        for row in &rows {
+            let _ = write!(s, "<tr><td>{}</td>", esc(row));
+            for a in &self.arches {
+                match self.cells.iter().find(|c| c.row == *row && c.arch == *a) {
+                    Some(c) if c.failure.is_none() => {
+                        let _ = write!(s, "<td class=ok>✓ {} ms</td>", c.elapsed.as_millis());
+                    }
+                    Some(c) => {
+                        let _ = write!(
+                            s,
+                            "<td class=bad><a href=\"#{}-{}\">✗</a> {} ms</td>",
+                            esc(row),
+                            a,
+                            c.elapsed.as_millis()
+                        );
+                    }
+                    None => s.push_str("<td>-</td>"),
+                }
+            }
+            s.push_str("</tr>\n");
+        }
+        s.push_str("</table>\n");
+        for c in self.cells.iter().filter(|c| c.failure.is_some()) {
+            let _ = writeln!(
+                s,
+                "<h2 id=\"{}-{}\">{} on {}</h2><p>{}</p>",
+                esc(&c.row),
+                c.arch,
+                esc(&c.row),
+                c.arch,
+                esc(c.failure.as_deref().unwrap_or(""))
+            );
+            if let Some(d) = &c.diff {
+                s.push_str("<pre>");
+                for line in d.lines() {
+                    let class = match line.chars().next() {
+                        Some('+') => "add",
+                        Some('-') => "del",
+                        _ => "",
+                    };
+                    let _ = writeln!(s, "<span class=\"{class}\">{}</span>", esc(line));
+                }
+                s.push_str("</pre>\n");
+            }
+        }
+        s
+    }
+
+    /// Writes `target/lab/report/matrix.md` and `matrix.html`; returns the folder.
     pub fn write(&self) -> std::io::Result<PathBuf> {
         let dir = crate::build::lab_dir().join("report");
         std::fs::create_dir_all(&dir)?;
-        let path = dir.join("matrix.md");
-        std::fs::write(&path, self.markdown())?;
-        Ok(path)
+        std::fs::write(dir.join("matrix.md"), self.markdown())?;
+        std::fs::write(dir.join("matrix.html"), self.html())?;
+        Ok(dir)
     }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The unified diff from `want` (the golden) to `got`.
+pub fn unified_diff(want: &str, got: &str) -> String {
+    similar::TextDiff::from_lines(want, got)
+        .unified_diff()
+        .context_radius(3)
+        .header("golden", "observed")
+        .to_string()
 }

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use harness::cases::{self, Case};
 use harness::target::{self, Arch};
 use harness::toolchain::Toolchain;
-use harness::{build, compare, runner::Runner};
+use harness::{build, compare, fixture, runner::Runner};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 fn main() -> ExitCode {
@@ -43,6 +43,10 @@ fn main() -> ExitCode {
         trials.push(Trial::test(
             format!("{arch}::runner::executes_the_arch_binary"),
             move || runner_check(arch),
+        ));
+        trials.push(Trial::test(
+            format!("{arch}::selftest::byte_order_is_caught"),
+            move || selftest_byte_order(arch),
         ));
         for case in all.iter().cloned() {
             trials.push(Trial::test(
@@ -104,16 +108,21 @@ fn case_check(arch: Arch, case: &Case) -> Result<(), Failed> {
     let got = case
         .observe(&runner)
         .map_err(|e| format!("{arch}: {e:#}"))?;
-    let name = case.name();
-    let diff = compare::golden(&name).and_then(|want| compare::first_difference(&want, &got));
+    case_matches(arch, &case.name(), &case.description(), &got)
+}
+
+/// Compares with the golden through insta (so `cargo insta review` works) and turns a mismatch
+/// into a one-line failure naming the arch and the first differing line.
+fn case_matches(arch: Arch, name: &str, description: &str, got: &str) -> Result<(), Failed> {
+    let diff = compare::golden(name).and_then(|want| compare::first_difference(&want, got));
     let result = catch_unwind(AssertUnwindSafe(|| {
         insta::with_settings!({
             snapshot_path => compare::snapshot_dir(),
             prepend_module_to_snapshot => false,
             omit_expression => true,
-            description => case.description(),
+            description => description,
         }, {
-            insta::assert_snapshot!(name.as_str(), got);
+            insta::assert_snapshot!(name, got);
         });
     }));
     match result {
@@ -123,5 +132,32 @@ fn case_check(arch: Arch, case: &Case) -> Result<(), Failed> {
             diff.unwrap_or_else(|| "no golden yet (review with `cargo insta review`)".into())
         )
         .into()),
+    }
+}
+
+/// Proves the lab catches an arch-sensitive bug: a fixture that prints a number hashed with
+/// native byte order must match its (little-endian) golden on amd64, arm64 and ppc64le, and must
+/// fail on s390x with a diff that points at that line.
+fn selftest_byte_order(arch: Arch) -> Result<(), Failed> {
+    let path = fixture::dir().join("selftest/hash_native.toml");
+    let f = fixture::load(&path).map_err(|e| format!("{e:#}"))?;
+    let runner = Runner::new(arch, None).map_err(|e| format!("{e:#}"))?;
+    let case = Case::Fixture(Box::new(f));
+    let got = case
+        .observe(&runner)
+        .map_err(|e| format!("{arch}: {e:#}"))?;
+    let name = "selftest__hash_native";
+    let big_endian = arch.elf().1 == object::Endianness::Big;
+    if !big_endian {
+        return case_matches(arch, name, &case.description(), &got);
+    }
+    let want = compare::golden(name)
+        .ok_or("the self-test golden is missing; run the lab on amd64 first")?;
+    match compare::first_difference(&want, &got) {
+        Some(d) if d.contains("hash-native") || d.contains("native-order") => Ok(()),
+        Some(d) => {
+            Err(format!("{arch}: the lab saw a difference, but not the byte-order one: {d}").into())
+        }
+        None => Err(format!("{arch}: the lab did not notice a native byte-order hash").into()),
     }
 }
