@@ -3,6 +3,7 @@ sidecar: runs beside the test containers (upstream `cmd/sidecar`, `pkg/sidecar`)
 markers, censors secrets and uploads logs, artifacts and finished.json.
 */
 
+pub mod censor;
 pub mod options;
 mod run;
 

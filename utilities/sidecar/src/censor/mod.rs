@@ -1,0 +1,404 @@
+/*!
+Censoring secrets out of what sidecar uploads (upstream `pkg/sidecar/censor.go`), run before each
+upload when `censoring_options` is set.
+
+Secrets are loaded from the secret directories; any loading error disables censoring entirely, as
+upstream. Then every process log, and every regular file under the upload items that the
+include/exclude globs select, is rewritten with its secrets masked; gzip'd tarballs are unpacked,
+censored and repacked. Files are censored concurrently (`censoring_concurrency` workers) and a
+failure on one file never stops the others: all failures are returned together, in the order the
+files were found, with Go's aggregate wording.
+
+Deviations from upstream (each pinned by a test): a concurrency or buffer size of zero or less
+(which hangs or panics upstream) falls back to one worker or the default buffer; special files
+(FIFOs, sockets, devices) under the items are skipped rather than opened, since opening a FIFO
+would hang; see `stream` and `archive` for the rest.
+*/
+
+pub mod archive;
+mod glob;
+mod ini;
+pub mod oserr;
+pub mod replacer;
+mod secrets;
+pub mod stream;
+mod walk;
+
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::fs::File;
+use std::io::{ErrorKind, Read};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError, mpsc};
+use std::time::Instant;
+
+use crate::options::CensoringOptions;
+
+pub use archive::ArchiveError;
+pub use glob::GlobError;
+pub use oserr::{PathError, RenameError};
+pub use replacer::{BuildError, Censorer};
+pub use secrets::SecretsError;
+pub use stream::{DEFAULT_BUFFER_SIZE, FileError};
+
+use glob::Glob;
+use walk::{Visit, lossy, walk};
+
+/// Upstream's default number of files censored at once.
+pub const DEFAULT_CONCURRENCY: usize = 10;
+
+/// Why censoring did not fully succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum CensorError {
+    /// Nothing was censored.
+    #[error("could not load secrets: {0}")]
+    LoadSecrets(#[source] SecretsError),
+    /// Nothing was censored.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// Some files could not be censored; the others were.
+    #[error("{}", aggregate(.0))]
+    Failures(Vec<Failure>),
+}
+
+impl CensorError {
+    /// The per-file failures (empty when censoring never started).
+    pub fn failures(&self) -> &[Failure] {
+        match self {
+            CensorError::Failures(f) => f,
+            _ => &[],
+        }
+    }
+}
+
+/// One file or walk that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("{0}")]
+    Walk(PathError),
+    #[error("could not determine if we should censor path: {0}")]
+    Glob(GlobError),
+    #[error("could not determine content type of {path}: {source}")]
+    Sniff { path: String, source: SniffError },
+    #[error("could not censor archive {path}: {source}")]
+    Archive { path: String, source: ArchiveError },
+    #[error(transparent)]
+    File(#[from] FileError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SniffError {
+    #[error("could not open file to check content type: {0}")]
+    Open(PathError),
+    #[error("could not read file to check content type: {0}")]
+    Read(PathError),
+}
+
+/// Go's `kerrors.NewAggregate(...).Error()`: one message alone, several as `[a, b]`, repeated
+/// messages once.
+fn aggregate(failures: &[Failure]) -> String {
+    let mut seen: Vec<String> = Vec::new();
+    for f in failures {
+        let msg = f.to_string();
+        if !seen.contains(&msg) {
+            seen.push(msg);
+        }
+    }
+    if seen.len() == 1 {
+        return seen.remove(0);
+    }
+    format!("[{}]", seen.join(", "))
+}
+
+/// Censors `process_logs` (always) and the selected files under `items` in place.
+pub fn censor(
+    opts: &CensoringOptions,
+    process_logs: &[PathBuf],
+    items: &[PathBuf],
+) -> Result<(), CensorError> {
+    tracing::info!("Starting to censor data");
+    let start = Instant::now();
+    let result = run(opts, process_logs, items);
+    let took = i64::try_from(start.elapsed().as_nanos()).unwrap_or(i64::MAX);
+    tracing::info!(
+        duration = %pod_utils::duration::format(took),
+        "Finished censoring data"
+    );
+    result
+}
+
+enum Job {
+    File(PathBuf),
+    Archive(PathBuf),
+}
+
+fn run(
+    opts: &CensoringOptions,
+    process_logs: &[PathBuf],
+    items: &[PathBuf],
+) -> Result<(), CensorError> {
+    let concurrency = match opts.censoring_concurrency {
+        None => DEFAULT_CONCURRENCY,
+        Some(n) if n >= 1 => usize::try_from(n).unwrap_or(DEFAULT_CONCURRENCY),
+        Some(n) => {
+            tracing::warn!(
+                concurrency = n,
+                "Censoring concurrency must be positive, using 1."
+            );
+            1
+        }
+    };
+    tracing::debug!(concurrency, "Censoring artifacts.");
+    let secrets = secrets::load(&opts.secret_directories, &opts.ini_filenames)
+        .map_err(CensorError::LoadSecrets)?;
+    tracing::debug!(secrets = secrets.len(), "Loaded secrets to censor.");
+    let min_len = opts.minimum_secret_length.unwrap_or(0);
+    tracing::debug!(
+        minimum_secret_length = min_len,
+        "Using minimum secret length for censoring."
+    );
+    let censorer = Censorer::new(&secrets, usize::try_from(min_len).unwrap_or(0))?;
+    drop(secrets);
+    let buffer_size = buffer_size(opts.censoring_buffer_size, censorer.largest_secret());
+    tracing::debug!(buffer_size, "Determined censoring buffer size.");
+    let globs = Globs::new(opts);
+
+    let (tx, rx) = mpsc::sync_channel::<(usize, Job)>(concurrency);
+    let rx = Mutex::new(rx);
+    let found: Mutex<Vec<(usize, Vec<Failure>)>> = Mutex::new(Vec::new());
+    let record = |seq: usize, f: Vec<Failure>| {
+        if !f.is_empty() {
+            found
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((seq, f));
+        }
+    };
+    std::thread::scope(|s| {
+        for _ in 0..concurrency {
+            s.spawn(|| {
+                // Allocated on first use and kept for the worker's later files; zeroed pages
+                // cost nothing until a large file touches them.
+                let mut buf: Vec<u8> = Vec::new();
+                loop {
+                    let next = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                    let Ok((seq, job)) = next else {
+                        break;
+                    };
+                    if buf.len() != buffer_size {
+                        buf = vec![0; buffer_size];
+                    }
+                    record(seq, run_job(job, &censorer, &mut buf));
+                }
+            });
+        }
+        let seq = Cell::new(0);
+        let next = || {
+            let n = seq.get();
+            seq.set(n + 1);
+            n
+        };
+        let submit = |job: Job| {
+            // Workers only stop once the sender is gone, so sending cannot fail.
+            let _ = tx.send((next(), job));
+        };
+        let fail = |f: Failure| record(next(), vec![f]);
+        for log in process_logs {
+            submit(Job::File(log.clone()));
+        }
+        for item in items {
+            let _ = walk::<Infallible>(item, &mut |node| {
+                let meta = match node.meta {
+                    Ok(m) => m,
+                    Err(e) => {
+                        fail(Failure::Walk(e));
+                        return Ok(Visit::Continue);
+                    }
+                };
+                let ft = meta.file_type();
+                if ft.is_dir() || ft.is_symlink() {
+                    return Ok(Visit::Continue);
+                }
+                if !ft.is_file() {
+                    tracing::debug!(path = %lossy(node.path), "Skipping special file.");
+                    return Ok(Visit::Continue);
+                }
+                match globs.should_censor(node.rel) {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(Visit::Continue),
+                    Err(e) => {
+                        fail(Failure::Glob(e));
+                        return Ok(Visit::Continue);
+                    }
+                }
+                match sniff(node.path) {
+                    Ok(true) => {
+                        tracing::debug!(path = %lossy(node.path), "Censoring archive.");
+                        submit(Job::Archive(node.path.to_path_buf()));
+                    }
+                    Ok(false) => {
+                        tracing::debug!(path = %lossy(node.path), "Censoring file.");
+                        submit(Job::File(node.path.to_path_buf()));
+                    }
+                    Err(source) => {
+                        fail(Failure::Sniff {
+                            path: lossy(node.path),
+                            source,
+                        });
+                    }
+                }
+                Ok(Visit::Continue)
+            });
+        }
+        drop(tx);
+    });
+
+    let mut found = found.into_inner().unwrap_or_else(PoisonError::into_inner);
+    found.sort_by_key(|(seq, _)| *seq);
+    let failures: Vec<Failure> = found.into_iter().flat_map(|(_, f)| f).collect();
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(CensorError::Failures(failures))
+    }
+}
+
+/// The sliding-window size: the configured size (default 10 MiB), raised to hold two of the
+/// longest pattern. Zero or less (a hang or a panic upstream) means the default.
+fn buffer_size(configured: Option<i64>, largest: usize) -> usize {
+    let configured = configured.unwrap_or(DEFAULT_BUFFER_SIZE as i64);
+    let raised = configured.max(i64::try_from(largest.saturating_mul(2)).unwrap_or(i64::MAX));
+    if raised <= 0 {
+        return DEFAULT_BUFFER_SIZE;
+    }
+    usize::try_from(raised).unwrap_or(DEFAULT_BUFFER_SIZE)
+}
+
+fn run_job(job: Job, censorer: &Censorer, buf: &mut [u8]) -> Vec<Failure> {
+    match job {
+        Job::File(path) => match stream::censor_file(&path, censorer, buf) {
+            Ok(()) => Vec::new(),
+            Err(e) => vec![Failure::File(e)],
+        },
+        Job::Archive(path) => {
+            let mut inner = Vec::new();
+            let result = archive::censor_archive(&path, censorer, buf, &mut inner);
+            let mut out: Vec<Failure> = inner.into_iter().map(Failure::File).collect();
+            if let Err(source) = result {
+                out.push(Failure::Archive {
+                    path: lossy(&path),
+                    source,
+                });
+            }
+            out
+        }
+    }
+}
+
+/// Whether a file is an archive, judged as Go's `http.DetectContentType` would from its first
+/// 512 bytes: gzip (`1F 8B 08`) or zip (`PK\x03\x04`).
+fn sniff(path: &Path) -> Result<bool, SniffError> {
+    let name = lossy(path);
+    let mut f = File::open(path).map_err(|e| SniffError::Open(PathError::new("open", &name, e)))?;
+    let mut head = [0u8; 512];
+    let mut n = 0;
+    while n < head.len() {
+        match f.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(SniffError::Read(PathError::new("read", &name, e))),
+        }
+    }
+    let head = &head[..n];
+    Ok(head.starts_with(&[0x1f, 0x8b, 0x08]) || head.starts_with(b"PK\x03\x04"))
+}
+
+/// The include/exclude globs, compiled once.
+struct Globs {
+    exclude: Vec<Result<Glob, GlobError>>,
+    include: Vec<Result<Glob, GlobError>>,
+}
+
+impl Globs {
+    fn new(opts: &CensoringOptions) -> Globs {
+        let compile = |v: &[String]| v.iter().map(|p| Glob::new(p)).collect();
+        Globs {
+            exclude: compile(&opts.exclude_directories),
+            include: compile(&opts.include_directories),
+        }
+    }
+
+    /// Excluded wins; then included; with no include globs everything else is censored.
+    fn should_censor(&self, rel: &[u8]) -> Result<bool, GlobError> {
+        for g in &self.exclude {
+            if g.as_ref().map_err(Clone::clone)?.matches(rel) {
+                return Ok(false);
+            }
+        }
+        for g in &self.include {
+            if g.as_ref().map_err(Clone::clone)?.matches(rel) {
+                return Ok(true);
+            }
+        }
+        Ok(self.include.is_empty())
+    }
+}
+
+/// Upstream's `shouldCensor` for one relative path.
+pub fn should_censor(opts: &CensoringOptions, rel: &str) -> Result<bool, GlobError> {
+    Globs::new(opts).should_censor(rel.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn should_censor_precedence() {
+        let opts = |inc: &[&str], exc: &[&str]| CensoringOptions {
+            include_directories: inc.iter().map(|s| s.to_string()).collect(),
+            exclude_directories: exc.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let p = "/usr/bin/bash";
+        assert!(should_censor(&opts(&[], &[]), p).unwrap());
+        assert!(!should_censor(&opts(&["/tmp/**/*"], &[]), p).unwrap());
+        assert!(should_censor(&opts(&["/usr/**/*"], &[]), p).unwrap());
+        assert!(!should_censor(&opts(&["/usr/**/*"], &["/usr/bin/**/*"]), p).unwrap());
+        assert!(!should_censor(&opts(&[], &["/usr/bin/**/*"]), p).unwrap());
+    }
+
+    #[test]
+    fn buffer_size_rules() {
+        assert_eq!(buffer_size(None, 0), DEFAULT_BUFFER_SIZE);
+        assert_eq!(buffer_size(Some(1), 12), 24);
+        assert_eq!(buffer_size(Some(100), 12), 100);
+        // Odd sizes stay odd: every file then fails, as upstream.
+        assert_eq!(buffer_size(Some(101), 12), 101);
+        // Zero or negative without secrets would hang or panic upstream.
+        assert_eq!(buffer_size(Some(0), 0), DEFAULT_BUFFER_SIZE);
+        assert_eq!(buffer_size(Some(-5), 0), DEFAULT_BUFFER_SIZE);
+        assert_eq!(buffer_size(Some(-5), 3), 6);
+    }
+
+    #[test]
+    fn aggregate_wording() {
+        let f = |s: &str| {
+            Failure::Walk(PathError::new(
+                "lstat",
+                s,
+                std::io::Error::from_raw_os_error(2),
+            ))
+        };
+        assert_eq!(aggregate(&[f("/a")]), "lstat /a: no such file or directory");
+        assert_eq!(
+            aggregate(&[f("/a"), f("/b"), f("/a")]),
+            "[lstat /a: no such file or directory, lstat /b: no such file or directory]"
+        );
+        assert_eq!(
+            aggregate(&[f("/a"), f("/a")]),
+            "lstat /a: no such file or directory"
+        );
+    }
+}
