@@ -8,6 +8,7 @@ sparse checkouts check out every file (the fetch sequence still follows upstream
 */
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use git2::build::CheckoutBuilder;
@@ -20,13 +21,25 @@ use pod_utils::clone::{Command, Record};
 use pod_utils::prowapi::Refs;
 
 use crate::auth::{Censor, CookieJar, known_host_matches};
+use crate::ghapp::{APP_USER, AppTokens};
 use crate::mergemsg::{MergeSource, merge_message};
 
-/// Credentials shared by every ref of a run.
+/// Where per-organisation tokens come from (upstream's token and user generators).
+#[derive(Default, Clone)]
+pub enum TokenSource {
+    #[default]
+    None,
+    /// The same OAuth token for every org, as userinfo `<token>:x-oauth-basic`.
+    OAuth(String),
+    /// GitHub App installation tokens, as userinfo `x-access-token:<token>`.
+    App(Arc<AppTokens>),
+}
+
+/// Credentials for fetching one ref.
 #[derive(Debug, Default, Clone)]
 pub struct Access {
-    /// OAuth token (userinfo `<token>:x-oauth-basic`) for http(s) remotes.
-    pub token: Option<String>,
+    /// `(user, password)` put into http(s) URIs and answered to Basic challenges.
+    pub userinfo: Option<(String, String)>,
     /// Private key files offered to SSH servers, in order.
     pub key_files: Vec<PathBuf>,
     /// known_hosts lines; when present, SSH host keys must match one of them.
@@ -38,8 +51,8 @@ pub struct Access {
 impl Access {
     /// The URI to fetch from, with the token as userinfo when there is one.
     pub fn fetch_url(&self, uri: &str) -> String {
-        match &self.token {
-            Some(t) => crate::auth::with_userinfo(uri, t, "x-oauth-basic"),
+        match &self.userinfo {
+            Some((user, password)) => crate::auth::with_userinfo(uri, user, password),
             None => uri.to_string(),
         }
     }
@@ -53,9 +66,9 @@ impl Access {
         let mut next_key = 0usize;
         cb.credentials(move |_url, user_from_url, allowed| {
             if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) && !userpass_tried {
-                if let Some(token) = &self.token {
+                if let Some((user, password)) = &self.userinfo {
                     userpass_tried = true;
-                    return Cred::userpass_plaintext(token, "x-oauth-basic");
+                    return Cred::userpass_plaintext(user, password);
                 }
             }
             let user = user_from_url.unwrap_or("git");
@@ -108,12 +121,15 @@ impl Access {
 }
 
 /// Everything a clone needs besides the ref.
+#[derive(Clone, Copy)]
 pub struct CloneConfig<'a> {
     pub src_root: &'a str,
     pub git_user_name: &'a str,
     pub git_user_email: &'a str,
     pub cookie_path: &'a str,
+    /// Keys, host fingerprints and cookies (no userinfo: that comes from `tokens` per org).
     pub access: &'a Access,
+    pub tokens: &'a TokenSource,
     pub censor: &'a Censor,
     pub retry_delays: &'a [Duration],
 }
@@ -239,11 +255,40 @@ fn unix_now() -> i64 {
 /// keeps the commands up to the failing one.
 pub fn clone_ref(cfg: &CloneConfig<'_>, refs: &Refs) -> Record {
     let started = Instant::now();
+    let mut censor = cfg.censor.clone();
+    let userinfo = match cfg.tokens {
+        TokenSource::None => None,
+        TokenSource::OAuth(t) => Some((t.clone(), "x-oauth-basic".to_string())),
+        TokenSource::App(app) => match app.token(&refs.org) {
+            Ok(t) => {
+                censor.add_secret(&t);
+                censor.set_token(&t);
+                Some((APP_USER.to_string(), t))
+            }
+            Err(e) => {
+                // Upstream's quirk: no commands, and the record is not marked failed.
+                tracing::warn!(error = %censor.censor(&e.to_string()), org = %refs.org, "Failed to get a token for the org");
+                return Record {
+                    refs: refs.clone(),
+                    ..Default::default()
+                };
+            }
+        },
+    };
+    let access = Access {
+        userinfo,
+        ..cfg.access.clone()
+    };
+    let cfg = CloneConfig {
+        access: &access,
+        censor: &censor,
+        ..*cfg
+    };
     let mut rec = Recorder {
-        censor: cfg.censor,
+        censor: &censor,
         commands: Vec::new(),
     };
-    let outcome = clone_steps(cfg, refs, &mut rec);
+    let outcome = clone_steps(&cfg, refs, &mut rec);
     let mut record = Record {
         refs: refs.clone(),
         commands: rec.commands,
@@ -577,7 +622,15 @@ fn clone_steps(
             &dir,
             &[],
             &["git", "submodule", "update", "--init", "--recursive"],
-            |out| update_submodules(&repo, cfg.access, out),
+            |out| {
+                // git never puts the token into submodule URLs; offering it to whatever host
+                // a .gitmodules names would leak it.
+                let without_token = Access {
+                    userinfo: None,
+                    ..cfg.access.clone()
+                };
+                update_submodules(&repo, &without_token, out)
+            },
         )?;
     }
 

@@ -18,7 +18,8 @@ use pod_utils::clone::{Command, Record};
 
 use crate::Options;
 use crate::auth::{Censor, CookieJar, go_quote};
-use crate::refclone::{Access, CloneConfig, clone_ref};
+use crate::ghapp::AppTokens;
+use crate::refclone::{Access, CloneConfig, TokenSource, clone_ref};
 
 /// Upstream's fetch retry schedule: 9 sleeps, 10 attempts.
 pub const RETRY_DELAYS: [Duration; 9] = [
@@ -92,7 +93,7 @@ fn write_log(path: &Path, data: &[u8]) -> std::io::Result<()> {
 /// The setup record followed by one record per ref, in completion order.
 pub fn create_records(o: &Options, settings: &Settings) -> Vec<Record> {
     let mut setup = Record::default();
-    let Some((access, censor)) = set_up(o, settings, &mut setup.commands) else {
+    let Some((access, tokens, censor)) = set_up(o, settings, &mut setup.commands) else {
         setup.failed = true;
         return vec![setup];
     };
@@ -103,6 +104,7 @@ pub fn create_records(o: &Options, settings: &Settings) -> Vec<Record> {
         git_user_email: &o.git_user_email,
         cookie_path: &o.cookie_path,
         access: &access,
+        tokens: &tokens,
         censor: &censor,
         retry_delays: &settings.retry_delays,
     };
@@ -137,8 +139,9 @@ fn set_up(
     o: &Options,
     settings: &Settings,
     commands: &mut Vec<Command>,
-) -> Option<(Access, Censor)> {
+) -> Option<(Access, TokenSource, Censor)> {
     let mut access = Access::default();
+    let mut tokens = TokenSource::None;
     let mut censor = Censor::default();
     let fail = |commands: &mut Vec<Command>, command: String, error: String| {
         commands.push(Command {
@@ -214,7 +217,7 @@ fn set_up(
                 let token = raw.trim().to_string();
                 censor.add_secret(&token);
                 censor.set_token(&token);
-                access.token = Some(token);
+                tokens = TokenSource::OAuth(token);
             }
             Err(e) => {
                 fail(
@@ -228,12 +231,30 @@ fn set_up(
     }
 
     if !o.github_app_id.is_empty() {
-        fail(
-            commands,
-            "golang: create GitHub App client".to_string(),
-            "GitHub App authentication is not supported yet; use oauth_token_file".to_string(),
-        );
-        return None;
+        let key_path = &o.github_app_private_key_file;
+        let key = match fs::read(key_path) {
+            Ok(k) => k,
+            Err(e) => {
+                fail(
+                    commands,
+                    format!("golang: read {}", go_quote(key_path)),
+                    e.to_string(),
+                );
+                return None;
+            }
+        };
+        censor.add_secret(&String::from_utf8_lossy(&key));
+        match AppTokens::new(&o.github_app_id, &key, &o.github_api_endpoints) {
+            Ok(app) => tokens = TokenSource::App(std::sync::Arc::new(app)),
+            Err(e) => {
+                fail(
+                    commands,
+                    "golang: create GitHub App client".to_string(),
+                    censor.censor(&e.to_string()),
+                );
+                return None;
+            }
+        }
     }
 
     if !o.cookie_path.is_empty() {
@@ -263,7 +284,7 @@ fn set_up(
             });
         }
     }
-    Some((access, censor))
+    Some((access, tokens, censor))
 }
 
 /// Key files under `root` as upstream walks them: lexical order, directories skipped, and any

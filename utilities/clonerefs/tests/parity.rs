@@ -356,3 +356,48 @@ fn clone_depth_over_local_transport_fetches_full_history() {
     );
     assert_eq!(lab.git(&dir, &["rev-list", "--count", "HEAD"]), "2");
 }
+
+/// Deviation: libgit2 speaks protocol v0, where a server only hands out unadvertised commits
+/// with `uploadpack.allowReachableSHA1InWant`; the git CLI's protocol v2 needs no such setting.
+/// With it set (as GitHub's servers behave), the checkouts are identical.
+#[test]
+fn base_sha_that_is_no_ref_tip_over_smart_http() {
+    let lab = Lab::new();
+    let shas = lab.standard_repo("r");
+    let repo = lab.repos().join("r");
+    lab.git(&repo, &["tag", "-d", "v0", "v1"]);
+    let server = HttpGitServer::start(&lab.repos());
+    let mut r = refs("r", "master", &server.url("r"));
+    r.base_sha = shas["c1"].clone();
+    r.skip_fetch_head = true;
+    parity_ok(&lab, &[r.clone()], None);
+
+    lab.git(
+        &repo,
+        &["config", "uploadpack.allowReachableSHA1InWant", "false"],
+    );
+    let opts = clonerefs::Options {
+        src_root: lab.path("v0").to_string_lossy().into_owned(),
+        log: lab.path("v0.json").to_string_lossy().into_owned(),
+        refs: vec![r.clone()],
+        ..Default::default()
+    };
+    let settings = clonerefs::Settings {
+        retry_delays: vec![],
+        ..Default::default()
+    };
+    let records = clonerefs::create_records(&opts, &settings);
+    assert!(records[1].failed, "{:#?}", records[1]);
+    let oracle = oracle_clone(
+        &lab.home(),
+        &lab.path("v2").to_string_lossy(),
+        &r,
+        USER,
+        EMAIL,
+        None,
+    );
+    assert!(
+        !oracle.failed,
+        "the git CLI (protocol v2) fetches any reachable commit"
+    );
+}

@@ -399,12 +399,21 @@ pub fn run_ours(
 /// `root`, one thread per connection. Stopped on drop.
 pub struct HttpGitServer {
     pub port: u16,
+    /// Requests without exactly this header `(name, value)` are refused: 401 with a Basic
+    /// challenge when `authorization` is missing, 403 otherwise.
+    pub required: Option<(String, String)>,
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl HttpGitServer {
     pub fn start(root: &Path) -> Self {
+        Self::start_requiring(root, None)
+    }
+
+    pub fn start_requiring(root: &Path, header: Option<(&str, &str)>) -> Self {
+        let required = header.map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()));
+        let required2 = required.clone();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let port = listener.local_addr().expect("addr").port();
         let stop = Arc::new(AtomicBool::new(false));
@@ -417,13 +426,15 @@ impl HttpGitServer {
                 }
                 let Ok(conn) = conn else { continue };
                 let root = root.clone();
+                let required = required2.clone();
                 std::thread::spawn(move || {
-                    let _ = serve(conn, &root);
+                    let _ = serve(conn, &root, required.as_ref());
                 });
             }
         });
         HttpGitServer {
             port,
+            required,
             stop,
             handle: Some(handle),
         }
@@ -446,7 +457,7 @@ impl Drop for HttpGitServer {
 }
 
 /// Serves requests on one connection until the client closes it.
-fn serve(conn: TcpStream, root: &Path) -> std::io::Result<()> {
+fn serve(conn: TcpStream, root: &Path, required: Option<&(String, String)>) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut conn = conn;
     loop {
@@ -487,6 +498,19 @@ fn serve(conn: TcpStream, root: &Path) -> std::io::Result<()> {
         } else if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
             body.resize(len, 0);
             reader.read_exact(&mut body)?;
+        }
+        if let Some((name, value)) = required {
+            match header(name) {
+                Some(v) if v == *value => {}
+                None if name == "authorization" => {
+                    conn.write_all(b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\n\r\n")?;
+                    continue;
+                }
+                _ => {
+                    conn.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")?;
+                    continue;
+                }
+            }
         }
         let (path, query) = target.split_once('?').unwrap_or((&target, ""));
         let mut cgi = Command::new("git");
