@@ -86,6 +86,7 @@ mod tests {
 /// | `[TIMESTAMP]` | `"timestamp":N` in started.json / finished.json |
 /// | `[DURATION]` | clone record durations, `(runtime: …)`, `# Total runtime: …`, log `duration` fields |
 /// | `[RAND]` | the random digits of entrypoint's marker temp dirs and files |
+/// | (removed) | qemu-user's own `qemu: uncaught target signal …` line when a guest dies from a signal |
 pub struct Pod {
     paths: Vec<(String, String)>,
     repos: String,
@@ -110,6 +111,9 @@ impl Pod {
     }
 
     pub fn text(&self, s: &str) -> String {
+        // Emulator noise, not the guest's output (native runs print nothing of the kind).
+        let s = re!(r"(?m)^qemu: uncaught target signal \d+ \([^)]*\) - core dumped\n")
+            .replace_all(s, "");
         let mut t = s.replace(&self.repos, "[REPOS]");
         for (host, inpod) in &self.paths {
             if host != inpod {
