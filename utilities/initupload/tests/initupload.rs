@@ -402,3 +402,52 @@ fn upload_failure_exits_1_after_retries() {
         "{err}"
     );
 }
+
+#[test]
+fn flags_mode_defaults_to_dry_run_and_honours_local_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = clone_log(tmp.path(), false);
+    let out = tmp.path().join("out");
+    let run = |extra: &[&str]| {
+        let mut cmd = Command::cargo_bin("initupload").unwrap();
+        cmd.env_clear()
+            .env("JOB_SPEC", spec("postsubmit").to_string())
+            .arg(format!("--clone-log={log}"))
+            .arg("-local-output-dir")
+            .arg(&out)
+            .args(extra)
+            .assert()
+            .success()
+    };
+    // --dry-run defaults to true when options come from flags.
+    run(&[]);
+    assert!(!out.exists());
+    run(&["--dry-run=false"]);
+    let mut files: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        ["clone-log.txt", "clone-records.json", "started.json"]
+    );
+}
+
+#[test]
+fn emulator_wins_over_a_credentials_file() {
+    // Deviation: Google's Go client refuses an emulator together with a credentials file; we
+    // talk to the emulator without auth.
+    let Some(gcs) = FakeGcs::start_or_skip(&["bkt"]) else {
+        return;
+    };
+    let options = json!({"bucket":"bkt","path_strategy":"explicit","gcs_credentials_file":"/nonexistent/sa.json","dry_run":false});
+    initupload(&options, &spec("periodic"), Some(&gcs.emulator_host())).success();
+    assert_eq!(
+        names(&gcs.objects("bkt")),
+        [
+            "logs/ci-job/100/started.json",
+            "logs/ci-job/latest-build.txt"
+        ]
+    );
+}

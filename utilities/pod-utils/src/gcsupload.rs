@@ -79,7 +79,9 @@ mod tests {
 }
 
 /// The gcsupload flags, used when the options variable is absent (initupload, sidecar).
+/// The group id keeps clap from clashing with a utility's own struct also named `Flags`.
 #[derive(clap::Args, Debug, Clone)]
+#[group(id = "gcsupload-flags")]
 pub struct Flags {
     /// Optional sub-directory of the job's path to which artifacts are uploaded
     #[arg(long = "sub-dir", default_value = "")]
@@ -800,6 +802,28 @@ mod run_tests {
             "{err}"
         );
         assert_eq!(std::fs::read(out.path().join("ok.txt")).unwrap(), b"2");
+    }
+
+    #[test]
+    fn flags_flatten_into_a_struct_of_the_same_name() {
+        use clap::CommandFactory;
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            gcs: super::Flags,
+        }
+        Flags::command().debug_assert();
+        let f = <Flags as clap::Parser>::try_parse_from([
+            "x",
+            "--gcs-path=gs://b/p",
+            "--dry-run=false",
+        ])
+        .unwrap();
+        let o = f.gcs.into_options(vec![]).unwrap();
+        assert_eq!(
+            (o.gcs.bucket.as_str(), o.gcs.path_prefix.as_str(), o.dry_run),
+            ("b", "p", false)
+        );
     }
 
     #[tokio::test]

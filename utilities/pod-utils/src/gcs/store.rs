@@ -484,6 +484,10 @@ mod tests {
             Destination::local("relative/dir"),
             Err(StoreError::Provider(_))
         ));
+        if crate::env::lookup("STORAGE_EMULATOR_HOST").is_none() {
+            let e = Destination::remote("gs://b", "/nonexistent/sa.json", "").unwrap_err();
+            assert!(matches!(e, StoreError::Credentials(_)), "{e}");
+        }
         let missing = Destination::remote("s3://b", "", "/nonexistent/creds.json").unwrap_err();
         assert!(
             missing.to_string().contains("/nonexistent/creds.json"),
