@@ -21,6 +21,7 @@ mod ini;
 pub mod oserr;
 pub mod replacer;
 mod secrets;
+mod skip;
 pub mod stream;
 mod walk;
 

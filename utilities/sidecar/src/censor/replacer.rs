@@ -14,11 +14,32 @@ use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use super::skip::Skip;
+
 /// Masks secrets in buffers; cheap to share between threads.
 #[derive(Debug, Clone)]
 pub struct Censorer {
-    matcher: Option<AhoCorasick>,
+    matcher: Option<Matcher>,
     largest: usize,
+}
+
+/// Two searches with the same answers: skipping is much faster when every pattern is at least
+/// 4 bytes long; the automaton handles any set.
+#[derive(Debug, Clone)]
+enum Matcher {
+    Skip(Skip),
+    Automaton(AhoCorasick),
+}
+
+impl Matcher {
+    fn find(&self, hay: &[u8], at: usize, stop: usize) -> Option<(usize, usize)> {
+        match self {
+            Matcher::Skip(s) => s.find(hay, at, stop),
+            Matcher::Automaton(ac) => ac
+                .find(Input::new(hay).span(at..stop))
+                .map(|m| (m.start(), m.end())),
+        }
+    }
 }
 
 /// The automaton could not be built (it would exceed aho-corasick's size limits).
@@ -39,6 +60,12 @@ impl Censorer {
                 largest,
             });
         }
+        if let Some(skip) = Skip::new(&patterns) {
+            return Ok(Censorer {
+                matcher: Some(Matcher::Skip(skip)),
+                largest,
+            });
+        }
         let matcher = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostFirst)
             // A full DFA is the fastest search; it falls back to an NFA by itself when the
@@ -51,7 +78,7 @@ impl Censorer {
                     .build(&patterns)
             })?;
         Ok(Censorer {
-            matcher: Some(matcher),
+            matcher: Some(Matcher::Automaton(matcher)),
             largest,
         })
     }
@@ -81,7 +108,7 @@ impl Censorer {
         ranges: &[(usize, usize)],
         mut on_match: impl FnMut(usize, usize),
     ) {
-        let Some(ac) = &self.matcher else {
+        let Some(matcher) = &self.matcher else {
             return;
         };
         let len = buf.len();
@@ -91,12 +118,17 @@ impl Censorer {
             // A match starting before `end` ends before `end + largest`.
             let stop = end.saturating_add(self.largest).min(len);
             while at < end.min(len) {
-                let Some(m) = ac.find(Input::new(&*buf).span(at..stop)) else {
+                let Some((s, e)) = matcher.find(buf, at, stop) else {
                     break;
                 };
-                buf[m.start()..m.end()].fill(b'X');
-                on_match(m.start(), m.end());
-                at = m.end();
+                // Past `end` the span may cut a longer, higher-priority pattern short; a match
+                // there belongs to a later range, which searches with its own full lookahead.
+                if s >= end {
+                    break;
+                }
+                buf[s..e].fill(b'X');
+                on_match(s, e);
+                at = e;
             }
         }
     }
@@ -327,6 +359,39 @@ mod tests {
             let mut got = text.as_bytes().to_vec();
             c.censor(&mut got);
             prop_assert_eq!(got, reference(&pats, text.as_bytes()));
+        }
+
+        #[test]
+        fn skipping_search_equals_go_replacer(
+            secrets in proptest::collection::vec("[abX]{4,9}", 1..12),
+            text in "[abcX ]{0,200}",
+        ) {
+            let c = Censorer::new(&secrets, 0).unwrap();
+            prop_assert!(matches!(c.matcher, Some(Matcher::Skip(_))));
+            let mut got = text.as_bytes().to_vec();
+            c.censor(&mut got);
+            prop_assert_eq!(got, reference(&patterns(&secrets, 0), text.as_bytes()));
+        }
+
+        #[test]
+        fn ranges_covering_everything_equal_one_scan(
+            secrets in proptest::collection::vec("[abX]{1,7}", 1..6),
+            text in "[abX ]{0,100}",
+            cuts in proptest::collection::vec(0usize..100, 0..8),
+        ) {
+            let c = Censorer::new(&secrets, 0).unwrap();
+            let mut whole = text.as_bytes().to_vec();
+            c.censor(&mut whole);
+            let len = text.len();
+            let mut points: Vec<usize> = cuts.into_iter().filter(|p| *p < len).collect();
+            points.push(0);
+            points.push(len);
+            points.sort_unstable();
+            points.dedup();
+            let ranges: Vec<(usize, usize)> = points.windows(2).map(|w| (w[0], w[1])).collect();
+            let mut pieces = text.as_bytes().to_vec();
+            c.censor_ranges(&mut pieces, &ranges, |_, _| {});
+            prop_assert_eq!(pieces, whole);
         }
 
         #[test]

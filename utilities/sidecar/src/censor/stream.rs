@@ -259,7 +259,7 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(3000))]
         #[test]
         fn chunked_reads_do_not_change_the_result(
-            secrets in proptest::collection::vec("[abX]{1,4}", 1..5),
+            secrets in proptest::collection::vec("[abX]{1,8}", 1..5),
             input in "[abcX]{0,160}",
             half in 4usize..20,
             chunk in 1usize..7,
