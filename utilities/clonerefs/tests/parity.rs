@@ -401,3 +401,113 @@ fn base_sha_that_is_no_ref_tip_over_smart_http() {
         "the git CLI (protocol v2) fetches any reachable commit"
     );
 }
+
+/// Pulls that are not plain branches: an annotated tag (its message goes into the merge
+/// commit), an already-merged commit (no merge commit), and a rename on the base side that
+/// the pull's edit must follow.
+#[test]
+fn tag_pull_already_merged_pull_and_renames() {
+    let lab = Lab::new();
+    let shas = lab.standard_repo("r");
+    let repo = lab.repos().join("r");
+    lab.git(
+        &repo,
+        &[
+            "tag",
+            "-a",
+            "rc",
+            "-m",
+            "release candidate\n\nwith a body",
+            &shas["p2"],
+        ],
+    );
+    // Base side renames a.txt; the pull edits it under its old name.
+    lab.git(&repo, &["checkout", "-q", "-b", "renamed", &shas["c2"]]);
+    lab.git(&repo, &["mv", "a.txt", "moved.txt"]);
+    lab.git(&repo, &["commit", "-q", "-m", "rename"]);
+    lab.git(&repo, &["checkout", "-q", "-b", "edit", &shas["c2"]]);
+    std::fs::write(repo.join("a.txt"), "one\nTWO\nthree\nfour\n").expect("write");
+    lab.git(&repo, &["commit", "-q", "-am", "edit"]);
+    let edit = lab.git(&repo, &["rev-parse", "HEAD"]);
+    lab.git(&repo, &["update-ref", "refs/pull/9/head", &edit]);
+    lab.git(&repo, &["checkout", "-q", "master"]);
+
+    let mut tagged = refs("tagged", "master", &file_url(&lab, "r"));
+    tagged.pulls = Some(vec![pull(7, "", "refs/tags/rc"), pull(8, &shas["c1"], "")]);
+    let mut renamed = refs("renamed", "renamed", &file_url(&lab, "r"));
+    renamed.pulls = Some(vec![pull(9, "", "")]);
+    let recs = parity_ok(&lab, &[tagged.clone(), renamed], None);
+    let dir = lab.path("ours/src/github.com/org/tagged");
+    let msg = lab.git(&dir, &["log", "-1", "--format=%B"]);
+    assert!(msg.starts_with("Merge tag 'rc' of file://"), "{msg}");
+    assert!(msg.contains("with a body"), "{msg}");
+    let rec = recs.iter().find(|r| r.refs == tagged).expect("record");
+    let noop = rec
+        .commands
+        .iter()
+        .find(|c| {
+            c.command
+                .ends_with(&format!("git merge --no-ff {}", shas["c1"]))
+        })
+        .expect("merge of c1");
+    assert_eq!(noop.output, "Already up to date.\n");
+    assert!(
+        lab.path("ours/src/github.com/org/renamed/moved.txt")
+            .exists()
+    );
+}
+
+/// Deviation: libgit2 has neither partial clone nor sparse checkout. A blobless fetch fetches
+/// whole objects and a sparse checkout checks out every file; the fetch sequence still takes
+/// upstream's sparse path (no tag fetch, `--no-tags`) and the records show what was done (no
+/// `--filter`, no `git sparse-checkout`). The checked-out commit is upstream's.
+#[test]
+fn blobless_and_sparse_fetch_everything() {
+    let lab = Lab::new();
+    lab.standard_repo("r");
+    let mut blobless = refs("blobless", "master", &file_url(&lab, "r"));
+    blobless.blobless_fetch = Some(true);
+    blobless.pulls = Some(vec![pull(1, "", "")]);
+    let mut sparse = refs("sparse", "master", &file_url(&lab, "r"));
+    sparse.sparse_checkout_files = Some(vec!["README".into()]);
+    let opts = json!({
+        "src_root": lab.path("ours"),
+        "log": lab.path("clone.json"),
+        "git_user_name": USER,
+        "git_user_email": EMAIL,
+        "refs": [blobless, sparse],
+    });
+    let (code, recs, stderr) = run_ours(&lab.home(), &opts);
+    assert_eq!(code, 0, "{stderr}");
+    let text = serde_json::to_string(&recs).expect("json");
+    assert!(
+        !text.contains("--filter") && !text.contains("sparse-checkout"),
+        "{text}"
+    );
+    let sparse_rec = recs
+        .iter()
+        .find(|r| r.refs.repo == "sparse")
+        .expect("record");
+    assert!(!sparse_rec.failed);
+    let fetches: Vec<&str> = sparse_rec
+        .commands
+        .iter()
+        .map(|c| c.command.as_str())
+        .filter(|c| c.contains("git fetch"))
+        .collect();
+    assert_eq!(fetches.len(), 1);
+    assert!(
+        fetches[0].contains("git fetch --no-tags file://"),
+        "{fetches:?}"
+    );
+    let dir = lab.path("ours/src/github.com/org/sparse");
+    assert!(dir.join("a.txt").exists(), "every file is checked out");
+    assert_eq!(lab.git(&dir, &["tag"]), "", "no tags on the sparse path");
+    let master = lab.git(&lab.repos().join("r"), &["rev-parse", "master"]);
+    assert_eq!(sparse_rec.final_sha, master);
+    let blob_rec = recs
+        .iter()
+        .find(|r| r.refs.repo == "blobless")
+        .expect("record");
+    assert!(!blob_rec.failed, "{blob_rec:#?}");
+}
