@@ -515,10 +515,10 @@ impl<R: BufRead> GzReader<R> {
 
     /// Header fields after the fixed part must be there: their end is an unexpected EOF.
     fn read_more(&mut self, buf: &mut [u8]) -> Result<(), ReadError> {
-        match self.read_full(buf)? {
-            true => Ok(()),
-            false if buf.is_empty() => Ok(()),
-            false => Err(ReadError::UnexpectedEof),
+        if self.read_full(buf)? {
+            Ok(())
+        } else {
+            Err(ReadError::UnexpectedEof)
         }
     }
 

@@ -48,6 +48,10 @@ use walk::{Visit, lossy, walk};
 /// Upstream's default number of files censored at once.
 pub const DEFAULT_CONCURRENCY: usize = 10;
 
+/// More threads than this would only contend for the same disks; upstream's goroutines are
+/// cheap enough not to need a cap, threads are not.
+const MAX_WORKERS: usize = 256;
+
 /// Why censoring did not fully succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum CensorError {
@@ -176,22 +180,32 @@ fn run(
         }
     };
     std::thread::scope(|s| {
-        for _ in 0..concurrency {
-            s.spawn(|| {
-                // Allocated on first use and kept for the worker's later files; zeroed pages
-                // cost nothing until a large file touches them.
-                let mut buf: Vec<u8> = Vec::new();
-                loop {
-                    let next = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
-                    let Ok((seq, job)) = next else {
-                        break;
-                    };
-                    if buf.len() != buffer_size {
-                        buf = vec![0; buffer_size];
+        let mut workers = 0;
+        for _ in 0..concurrency.min(MAX_WORKERS) {
+            let spawned = std::thread::Builder::new()
+                .name("censor".to_string())
+                .spawn_scoped(s, || {
+                    // Allocated on first use and kept for the worker's later files; zeroed
+                    // pages cost nothing until a large file touches them.
+                    let mut buf: Vec<u8> = Vec::new();
+                    loop {
+                        let next = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                        let Ok((seq, job)) = next else {
+                            break;
+                        };
+                        if buf.len() != buffer_size {
+                            buf = vec![0; buffer_size];
+                        }
+                        record(seq, run_job(job, &censorer, &mut buf));
                     }
-                    record(seq, run_job(job, &censorer, &mut buf));
+                });
+            match spawned {
+                Ok(_) => workers += 1,
+                Err(e) => {
+                    tracing::warn!(error = %e, workers, "Could not start more censoring workers.");
+                    break;
                 }
-            });
+            }
         }
         let seq = Cell::new(0);
         let next = || {
@@ -199,9 +213,19 @@ fn run(
             seq.set(n + 1);
             n
         };
+        // Without any worker the files are censored here, one by one.
+        let inline_buf = std::cell::RefCell::new(Vec::new());
         let submit = |job: Job| {
-            // Workers only stop once the sender is gone, so sending cannot fail.
-            let _ = tx.send((next(), job));
+            if workers == 0 {
+                let mut buf = inline_buf.borrow_mut();
+                if buf.len() != buffer_size {
+                    *buf = vec![0; buffer_size];
+                }
+                record(next(), run_job(job, &censorer, &mut buf));
+            } else {
+                // Workers only stop once the sender is gone, so sending cannot fail.
+                let _ = tx.send((next(), job));
+            }
         };
         let fail = |f: Failure| record(next(), vec![f]);
         for log in process_logs {
