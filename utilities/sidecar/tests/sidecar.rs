@@ -365,3 +365,42 @@ fn uploads_to_fake_gcs_server() {
         "{own:?}"
     );
 }
+
+/// An upload that fails is logged and sidecar still exits 0; a SIGTERM that arrives during the
+/// final upload neither kills sidecar nor starts another upload.
+#[test]
+fn upload_failure_is_logged_and_late_signals_are_ignored() {
+    let sb = Sandbox::new();
+    sb.write_marker("test", 0);
+    let blocker = sb.output.join("not-a-dir");
+    std::fs::write(&blocker, "").unwrap();
+    let mut options: serde_json::Value =
+        serde_json::from_str(&sb.options(&[sb.entry("test")], json!({}))).unwrap();
+    options["gcs_options"]["local_output_dir"] = json!(blocker.join("out"));
+    let child = sb.spawn(&options.to_string());
+    let pid = child.id();
+    eventually(EXIT, "signal handlers", || catches_interrupts(pid));
+    // The marker is there, so sidecar is uploading (and retrying) by now.
+    std::thread::sleep(Duration::from_millis(500));
+    send_signal(pid, "TERM");
+    let (status, stderr) = finish(child, EXIT);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let lines = util::log_lines(&stderr);
+    let report = lines
+        .iter()
+        .find(|l| l["msg"] == "Failed to report job status")
+        .unwrap_or_else(|| panic!("no report failure in {stderr}"));
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("failed to upload to GCS: "), "{error}");
+    assert!(
+        !lines.iter().any(|l| l["msg"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Received an interrupt"))),
+        "{stderr}"
+    );
+    let starts = lines
+        .iter()
+        .filter(|l| l["msg"] == "Starting to upload")
+        .count();
+    assert_eq!(starts, 1, "{stderr}");
+}
