@@ -320,6 +320,100 @@ fn is_local_url(url: &str) -> bool {
     }
 }
 
+/// The filesystem path of a local remote URL.
+fn local_path(url: &str) -> PathBuf {
+    PathBuf::from(url.strip_prefix("file://").unwrap_or(url))
+}
+
+/// Whether `objects` holds no object yet (a freshly initialised repository).
+fn objects_empty(objects: &Path) -> std::io::Result<bool> {
+    for entry in std::fs::read_dir(objects.join("pack"))? {
+        if entry?.file_name().to_string_lossy().ends_with(".pack") {
+            return Ok(false);
+        }
+    }
+    for entry in std::fs::read_dir(objects)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.len() == 2
+            && name.bytes().all(|b| b.is_ascii_hexdigit())
+            && std::fs::read_dir(entry.path())?.next().is_some()
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Links `from` to `to`, copying when a hard link is impossible (another filesystem).
+fn link_or_copy(from: &Path, to: &Path) -> std::io::Result<()> {
+    if std::fs::hard_link(from, to).is_err() {
+        std::fs::copy(from, to)?;
+    }
+    Ok(())
+}
+
+/// Seeds an empty repository with the packs and loose objects of a local source repository,
+/// as `git clone --local` does. libgit2's local transport recomputes every delta of what it
+/// sends (several times slower than git, which reuses them); after seeding, the fetch that
+/// follows finds every wanted object present and only updates refs. The repository then holds
+/// all of the source's objects, not only the fetched history. Sources that borrow objects
+/// (alternates), are shallow or are partial-clone promisors take the normal path.
+fn seed_from_local(repo: &Repository, url: &str) -> Result<(), StepError> {
+    let Ok(src) = Repository::open(local_path(url)) else {
+        // Let the fetch report an unusable source the way it always does.
+        return Ok(());
+    };
+    let src_objects = src.path().join("objects");
+    let dst_objects = repo.path().join("objects");
+    if src.is_shallow()
+        || src_objects.join("info/alternates").exists()
+        || !objects_empty(&dst_objects)?
+    {
+        return Ok(());
+    }
+    let mut packs: Vec<PathBuf> = Vec::new();
+    for entry in std::fs::read_dir(src_objects.join("pack"))? {
+        let path = entry?.path();
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("promisor") => return Ok(()),
+            Some("pack") => packs.push(path),
+            _ => {}
+        }
+    }
+    for pack in packs {
+        let idx = pack.with_extension("idx");
+        if !idx.exists() {
+            continue;
+        }
+        // The pack first: an index without its pack would be a broken repository.
+        let name = |p: &Path| {
+            dst_objects
+                .join("pack")
+                .join(p.file_name().unwrap_or_default())
+        };
+        link_or_copy(&pack, &name(&pack))?;
+        link_or_copy(&idx, &name(&idx))?;
+    }
+    for entry in std::fs::read_dir(&src_objects)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let hex = name.to_string_lossy();
+        if hex.len() != 2 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        let dst_dir = dst_objects.join(&name);
+        std::fs::create_dir_all(&dst_dir)?;
+        for obj in std::fs::read_dir(entry.path())? {
+            let obj = obj?;
+            link_or_copy(&obj.path(), &dst_dir.join(obj.file_name()))?;
+        }
+    }
+    repo.odb()?.refresh()?;
+    Ok(())
+}
+
 fn is_full_sha(s: &str) -> bool {
     (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -356,6 +450,9 @@ fn fetch_named(
     depth: i64,
     out: &mut String,
 ) -> Result<Fetched, StepError> {
+    if is_local_url(url) {
+        seed_from_local(repo, url)?;
+    }
     let mut remote = repo.remote_anonymous(url)?;
     let run = |remote: &mut git2::Remote<'_>, spec: &str| -> Result<(), git2::Error> {
         let (mut fo, cookie) = access.fetch_options(url);
@@ -425,6 +522,9 @@ fn fetch_head_and_tags(
     depth: i64,
     out: &mut String,
 ) -> Result<(), StepError> {
+    if is_local_url(url) {
+        seed_from_local(repo, url)?;
+    }
     let mut remote = repo.remote_anonymous(url)?;
     let (mut fo, cookie) = access.fetch_options(url);
     let headers: Vec<&str> = cookie.iter().map(String::as_str).collect();

@@ -511,3 +511,27 @@ fn blobless_and_sparse_fetch_everything() {
         .expect("record");
     assert!(!blob_rec.failed, "{blob_rec:#?}");
 }
+
+/// A local source that borrows its objects (`git clone --shared`, alternates) cannot seed the
+/// clone by copying packs; libgit2's local transport fetches instead, with the same result.
+#[test]
+fn local_source_with_alternates() {
+    let lab = Lab::new();
+    lab.standard_repo("r");
+    let shared = lab.repos().join("shared");
+    lab.git(
+        &lab.repos(),
+        &["clone", "-q", "--shared", "--mirror", "r", "shared"],
+    );
+    assert!(shared.join("objects/info/alternates").exists());
+    let mut r = refs("r", "master", &format!("file://{}", shared.display()));
+    r.pulls = Some(vec![pull(1, "", ""), pull(2, "", "")]);
+    parity_ok(&lab, &[r], None);
+    let objects = lab.path("ours/src/github.com/org/r/.git/objects/pack");
+    assert!(
+        std::fs::read_dir(objects)
+            .expect("pack dir")
+            .next()
+            .is_some()
+    );
+}
