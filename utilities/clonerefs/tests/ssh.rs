@@ -1,0 +1,197 @@
+//! Cloning over SSH with key files and host fingerprints against a real OpenSSH server started
+//! on loopback. Needs `/usr/sbin/sshd` (Debian `openssh-server`): skipped without it, unless
+//! `CI` is set, where its absence fails the test.
+
+mod support;
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pod_utils::prowapi::{Pull, Refs};
+use serde_json::json;
+use support::{Lab, oracle_clone, run_ours, state};
+
+const SSHD: &str = "/usr/sbin/sshd";
+
+/// `false` (after saying why) when the test cannot run here.
+fn sshd_available() -> bool {
+    if Path::new(SSHD).exists() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{SSHD} is missing (install openssh-server)");
+    }
+    eprintln!("skipping: {SSHD} is missing (install openssh-server)");
+    false
+}
+
+struct Sshd {
+    child: Child,
+    port: u16,
+    host_pub: String,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn keygen(path: &Path) {
+    let ok = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen")
+        .success();
+    assert!(ok);
+}
+
+/// sshd on 127.0.0.1 accepting `client_pub` for the current user.
+fn start_sshd(dir: &Path, client_pub: &Path) -> Sshd {
+    keygen(&dir.join("hostkey"));
+    std::fs::copy(client_pub, dir.join("authorized_keys")).expect("authorized_keys");
+    // sshd refuses to start without its privilege separation directory.
+    std::fs::create_dir_all("/run/sshd").expect("/run/sshd");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let config = dir.join("sshd_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/hostkey\nPidFile {d}/sshd.pid\n\
+             AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+             PermitRootLogin prohibit-password\n",
+            d = dir.display()
+        ),
+    )
+    .expect("config");
+    let child = Command::new(SSHD)
+        .args(["-D", "-e", "-f"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start sshd");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "sshd did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let host_pub = std::fs::read_to_string(dir.join("hostkey.pub")).expect("host key");
+    Sshd {
+        child,
+        port,
+        host_pub,
+    }
+}
+
+fn user() -> String {
+    let out = Command::new("id").arg("-un").output().expect("id");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn clone_over_ssh_with_key_and_fingerprint() {
+    if !sshd_available() {
+        return;
+    }
+    let lab = Lab::new();
+    let shas = lab.standard_repo("r");
+    let keys = lab.path("keys");
+    std::fs::create_dir_all(&keys).expect("mkdir");
+    keygen(&keys.join("id_ed25519"));
+    let sshd_dir = lab.path("sshd");
+    std::fs::create_dir_all(&sshd_dir).expect("mkdir");
+    let sshd = start_sshd(&sshd_dir, &keys.join("id_ed25519.pub"));
+    let mut pub_fields = sshd.host_pub.split_whitespace();
+    let fingerprint = format!(
+        "[127.0.0.1]:{} {} {}",
+        sshd.port,
+        pub_fields.next().expect("type"),
+        pub_fields.next().expect("key")
+    );
+    let url = format!(
+        "ssh://{}@127.0.0.1:{}{}",
+        user(),
+        sshd.port,
+        lab.repos().join("r").display()
+    );
+    // Pulls by SHA: the merge message names no URL, so the file:// oracle must match exactly.
+    let refs = Refs {
+        org: "org".into(),
+        repo: "r".into(),
+        base_ref: "release-1.0".into(),
+        clone_uri: url.clone(),
+        pulls: Some(vec![Pull {
+            number: 2,
+            sha: shas["p2"].clone(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    // Only the private key goes in: a .pub next to it would be offered as a key too.
+    let key_dir = lab.path("secret");
+    std::fs::create_dir_all(&key_dir).expect("mkdir");
+    std::fs::copy(keys.join("id_ed25519"), key_dir.join("ssh-privatekey")).expect("copy");
+    let opts = json!({
+        "src_root": lab.path("ours"),
+        "log": lab.path("clone.json"),
+        "git_user_name": "ci-robot",
+        "git_user_email": "ci-robot@k8s.io",
+        "key_files": [key_dir],
+        "host_fingerprints": [fingerprint],
+        "refs": [refs],
+    });
+    let (code, records, stderr) = run_ours(&lab.home(), &opts);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!records[0].failed, "{:#?}", records[0]);
+    assert!(!records[1].failed, "{:#?}", records[1]);
+
+    let mut file_refs = refs.clone();
+    file_refs.clone_uri = format!("file://{}", lab.repos().join("r").display());
+    let oracle = oracle_clone(
+        &lab.home(),
+        &lab.path("oracle").to_string_lossy(),
+        &file_refs,
+        "ci-robot",
+        "ci-robot@k8s.io",
+        None,
+    );
+    assert!(!oracle.failed);
+    let ours_dir: PathBuf = lab.path("ours/src/github.com/org/r");
+    assert_eq!(
+        state(&lab.home(), &ours_dir),
+        state(&lab.home(), &oracle.dir)
+    );
+
+    // A host key that is not the server's is refused.
+    let wrong = format!(
+        "[127.0.0.1]:{} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+        sshd.port
+    );
+    let options = clonerefs::Options {
+        src_root: lab.path("wrong").to_string_lossy().into_owned(),
+        log: lab.path("wrong.json").to_string_lossy().into_owned(),
+        key_files: vec![key_dir.to_string_lossy().into_owned()],
+        host_fingerprints: vec![wrong],
+        refs: vec![refs],
+        ..Default::default()
+    };
+    let settings = clonerefs::Settings {
+        retry_delays: vec![],
+        tmp_dir: lab.path("tmp"),
+    };
+    let records = clonerefs::create_records(&options, &settings);
+    assert!(records[1].failed);
+    let err = &records[1].commands.last().expect("cmd").error;
+    // libgit2 reports a refused host key with its own message.
+    assert!(err.contains("hostkey"), "{err}");
+}
