@@ -24,7 +24,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::OFlag;
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice, tee};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Pid, pipe2};
 use pod_utils::duration;
@@ -194,6 +196,34 @@ impl Output {
                 if let Err(e) = f.write_all(buf) {
                     self.errors.push(format!("{name}: {e}"));
                     *dest = None;
+                }
+            }
+        }
+    }
+}
+
+impl Output {
+    /// Reads the next `len` bytes of `src` into the process log only (they already reached
+    /// stdout).
+    fn finish_log_only(&mut self, mut src: &File, mut len: usize) {
+        let mut buf = [0u8; 8192];
+        while len > 0 {
+            let want = len.min(buf.len());
+            match src.read(&mut buf[..want]) {
+                Ok(0) => return,
+                Ok(n) => {
+                    len -= n;
+                    if let Some(f) = &mut self.log {
+                        if let Err(e) = f.write_all(&buf[..n]) {
+                            self.errors.push(format!("process log: {e}"));
+                            self.log = None;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.errors.push(format!("reading output: {e}"));
+                    return;
                 }
             }
         }
@@ -461,8 +491,77 @@ fn start(args: &[String], out: OwnedFd) -> Result<Child, StartError> {
         .map_err(fork_exec)
 }
 
-/// Copies the child's output into `output` until EOF, through one fixed buffer.
-fn pump(mut src: File, output: SharedOutput) {
+/// Copies the child's output into `output` until EOF: zero-copy while that works, then through
+/// one fixed buffer.
+fn pump(src: File, output: SharedOutput) {
+    if let ZeroCopy::Eof = pump_zero_copy(&src, &output) {
+        return;
+    }
+    pump_copy(src, output);
+}
+
+/// How far the zero-copy pump got.
+enum ZeroCopy {
+    /// All output was delivered.
+    Eof,
+    /// Not possible (stdout is not a pipe, the file system refuses splice) or a destination
+    /// failed; nothing is pending, the copying pump carries on.
+    Fallback,
+}
+
+/// Largest slice moved per tee/splice round; the pipe is enlarged to match.
+const ZERO_COPY_CHUNK: usize = 1 << 20;
+
+/// The fast path when stdout is a pipe (as a container's is): tee(2) duplicates the pipe's
+/// pages into stdout and splice(2) moves the same bytes into the process log, so the data never
+/// enters user space. Each round runs under the output lock, as a chunk of the copying pump
+/// does, so log lines still land between chunks.
+fn pump_zero_copy(src: &File, output: &SharedOutput) -> ZeroCopy {
+    // A larger pipe means fewer rounds; failing to grow it only costs speed.
+    let _ = fcntl(src, FcntlArg::F_SETPIPE_SZ(ZERO_COPY_CHUNK as i32));
+    loop {
+        // Wait for data (or EOF) without holding the lock, so log lines are not held up.
+        let mut fds = [PollFd::new(src.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(_) => return ZeroCopy::Fallback,
+        }
+        let mut out = output.lock();
+        let out = &mut *out;
+        let (Some(stdout), Some(log)) = (&out.stdout, &out.log) else {
+            return ZeroCopy::Fallback;
+        };
+        let n = match tee(src, stdout, ZERO_COPY_CHUNK, SpliceFFlags::empty()) {
+            Ok(0) => return ZeroCopy::Eof,
+            Ok(n) => n,
+            Err(Errno::EINTR | Errno::EAGAIN) => continue,
+            // Not pipes: nothing was duplicated, copy instead.
+            Err(Errno::EINVAL) => return ZeroCopy::Fallback,
+            Err(e) => {
+                out.errors.push(format!("stdout: {}", io::Error::from(e)));
+                out.stdout = None;
+                return ZeroCopy::Fallback;
+            }
+        };
+        let mut left = n;
+        while left > 0 {
+            match splice(src, None, log, None, left, SpliceFFlags::SPLICE_F_MOVE) {
+                Ok(0) => break,
+                Ok(k) => left -= k,
+                Err(Errno::EINTR | Errno::EAGAIN) => continue,
+                Err(_) => {
+                    // These bytes already went to stdout: hand them to the log by copying,
+                    // then let the copying pump take over.
+                    out.finish_log_only(src, left);
+                    return ZeroCopy::Fallback;
+                }
+            }
+        }
+    }
+}
+
+/// The copying pump: one fixed buffer, read then write to each destination.
+fn pump_copy(mut src: File, output: SharedOutput) {
     let mut buf = vec![0u8; PUMP_BUFFER];
     loop {
         match src.read(&mut buf) {
@@ -700,6 +799,28 @@ mod tests {
         let out = case(&["sh", "-c", "echo test; exit 12"]).run();
         assert_eq!((out.code, out.marker.as_deref()), (12, Some("12")));
         assert_eq!(out.log, "test\n");
+    }
+
+    #[test]
+    fn zero_copy_to_a_stdout_pipe_delivers_everything() {
+        let c = case(&[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 3000 ]; do echo line $i of some build output; i=$((i+1)); done",
+        ]);
+        let (r, w) = pipe2(OFlag::O_CLOEXEC).unwrap();
+        let reader = thread::spawn(move || {
+            let mut got = String::new();
+            File::from(r).read_to_string(&mut got).unwrap();
+            got
+        });
+        let sink = LogSink::new(io::sink());
+        let code = run_with(&c.opts, &sink, Some(File::from(w)), &|_| Ok(()));
+        assert_eq!(code, 0);
+        let log = fs::read_to_string(&c.opts.wrapper.process_log).unwrap();
+        assert_eq!(log.lines().count(), 3000);
+        assert!(log.ends_with("line 2999 of some build output\n"));
+        assert_eq!(reader.join().unwrap(), log);
     }
 
     #[test]

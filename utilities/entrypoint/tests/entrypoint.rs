@@ -481,3 +481,35 @@ fn copy_mode_failure_is_fatal() {
         &line("fatal", "Failed running in copy mode, this is a prow bug.")
     );
 }
+
+#[test]
+fn a_closed_stdout_does_not_cut_the_process_log() {
+    // Deviation from upstream (pinned): Go's MultiWriter stops copying at the first failed
+    // write; we drop the failed destination and keep filling the process log.
+    let job = Job::new();
+    let mut child = job
+        .command(
+            &[
+                "sh",
+                "-c",
+                "i=0; while [ $i -lt 2000 ]; do echo line $i; i=$((i+1)); done",
+            ],
+            json!({}),
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let log = job.log();
+    let child_lines: Vec<&str> = log.lines().filter(|l| !l.starts_with('{')).collect();
+    assert_eq!(child_lines.len(), 2000);
+    assert_eq!(child_lines[1999], "line 1999");
+    // The lost stdout is reported where it can still be read.
+    assert_eq!(
+        log_lines(&log),
+        [line("warning", "Could not write process output")]
+    );
+    assert_eq!(job.marker().as_deref(), Some("0"));
+}
