@@ -152,7 +152,7 @@ fn set_up(
     };
 
     // Upstream hands each key to an ssh-agent with `ssh-add`; libssh2 reads the files
-    // directly, so each key is checked to be readable here, where ssh-add would fail.
+    // directly, so each one is checked here to be a private key, where ssh-add would fail.
     for root in &o.key_files {
         let files = match key_files(Path::new(root)) {
             Ok(f) => f,
@@ -167,9 +167,25 @@ fn set_up(
         };
         for f in files {
             let command = format!("ssh-add {}", go_quote(&f.to_string_lossy()));
-            if let Err(e) = fs::read(&f) {
-                fail(commands, command, e.to_string());
-                return None;
+            match fs::read(&f) {
+                Ok(data) if is_private_key(&data) => {}
+                Ok(_) => {
+                    let msg = format!(
+                        "Error loading key {}: invalid format",
+                        go_quote(&f.to_string_lossy())
+                    );
+                    commands.push(Command {
+                        command,
+                        output: format!("{msg}\n"),
+                        error: "invalid format".to_string(),
+                        ..Default::default()
+                    });
+                    return None;
+                }
+                Err(e) => {
+                    fail(commands, command, e.to_string());
+                    return None;
+                }
             }
             commands.push(Command {
                 command,
@@ -285,6 +301,16 @@ fn set_up(
         }
     }
     Some((access, tokens, censor))
+}
+
+/// Whether `data` is a PEM-armoured private key (OpenSSH, PKCS#1 or PKCS#8), the formats
+/// ssh-add and libssh2 load.
+fn is_private_key(data: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(data);
+    text.lines().any(|l| {
+        let l = l.trim();
+        l.starts_with("-----BEGIN ") && l.ends_with("PRIVATE KEY-----")
+    })
 }
 
 /// Key files under `root` as upstream walks them: lexical order, directories skipped, and any

@@ -229,8 +229,9 @@ fn ssh_keys_and_known_hosts_in_setup_record() {
     std::fs::create_dir_all(keys.join("..data")).expect("mkdir");
     std::fs::create_dir_all(keys.join("nested")).expect("mkdir");
     std::fs::write(keys.join("..data/skipped"), "x").expect("write");
-    std::fs::write(keys.join("b-key"), "key").expect("write");
-    std::fs::write(keys.join("nested/a-key"), "key").expect("write");
+    let pem = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbg==\n-----END OPENSSH PRIVATE KEY-----\n";
+    std::fs::write(keys.join("b-key"), pem).expect("write");
+    std::fs::write(keys.join("nested/a-key"), pem).expect("write");
     let opts = clonerefs::Options {
         src_root: lab.path("ours").to_string_lossy().into_owned(),
         log: lab.path("clone.json").to_string_lossy().into_owned(),
@@ -268,6 +269,15 @@ fn ssh_keys_and_known_hosts_in_setup_record() {
         "github.com ssh-rsa AAAA\ngitlab.com ssh-rsa BBBB"
     );
     assert!(!records[0].failed);
+
+    // Anything that is not a private key fails the setup, as ssh-add would.
+    std::fs::write(keys.join("c-not-a-key.pub"), "ssh-ed25519 AAAA").expect("write");
+    let records = clonerefs::create_records(&opts, &settings);
+    assert_eq!(records.len(), 1);
+    assert!(records[0].failed);
+    let last = records[0].commands.last().expect("cmd");
+    assert_eq!(last.command, format!("ssh-add \"{k}/c-not-a-key.pub\""));
+    assert_eq!(last.error, "invalid format");
 }
 
 #[test]
