@@ -15,9 +15,9 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -136,10 +136,14 @@ pub(crate) fn run_with(
     stdout: Option<File>,
     register: &dyn Fn(Sender<Event>) -> io::Result<()>,
 ) -> i32 {
-    let code = execute_process(o, sink, stdout, register);
+    let Executed { code, err } = execute_process(o, sink, stdout, register);
+    // By now the log output is stdout (or still stderr if the tee never started), as upstream.
+    if let Some(e) = err {
+        tracing::error!(error = %e, "Error executing test process");
+    }
     let marker = Path::new(&o.wrapper.marker_file);
     if let Err(e) = wrapper::write_marker(marker, &o.wrapper.container_name, code) {
-        tracing::error!(error = %e, "Could not write return code to marker file");
+        tracing::error!(error = %e, "Error writing exit code to marker file");
         return INTERNAL_ERROR_CODE;
     }
     if o.always_zero { 0 } else { code }
@@ -168,11 +172,23 @@ fn register_signals(tx: Sender<Event>) -> io::Result<()> {
     Ok(())
 }
 
-/// Go's `os.Signal.String()` for the two signals entrypoint handles.
+/// Go's `syscall.Signal.String()` for the signals a child commonly dies of.
 fn go_signal_name(s: Signal) -> &'static str {
     match s {
         Signal::SIGINT => "interrupt",
         Signal::SIGTERM => "terminated",
+        Signal::SIGKILL => "killed",
+        Signal::SIGHUP => "hangup",
+        Signal::SIGQUIT => "quit",
+        Signal::SIGABRT => "aborted",
+        Signal::SIGSEGV => "segmentation fault",
+        Signal::SIGBUS => "bus error",
+        Signal::SIGFPE => "floating point exception",
+        Signal::SIGILL => "illegal instruction",
+        Signal::SIGPIPE => "broken pipe",
+        Signal::SIGUSR1 => "user defined signal 1",
+        Signal::SIGUSR2 => "user defined signal 2",
+        Signal::SIGALRM => "alarm clock",
         other => other.as_str(),
     }
 }
@@ -249,24 +265,46 @@ impl Write for SharedOutput {
     }
 }
 
-/// Points the log sink at the tee for the duration of the run, then at stdout: upstream's log
-/// output stays the tee, whose process-log half is closed by then.
-struct SinkGuard<'a>(&'a LogSink);
+/// Points the log sink at the tee for the duration of the run, then at stdout (upstream's
+/// deferred `logrus.SetOutput(os.Stdout)`).
+struct SinkGuard<'a> {
+    sink: &'a LogSink,
+    stdout: Option<File>,
+}
 
 impl Drop for SinkGuard<'_> {
     fn drop(&mut self) {
-        self.0.replace(io::stdout());
+        match self.stdout.take() {
+            Some(f) => self.sink.replace(f),
+            None => self.sink.replace(io::sink()),
+        };
     }
 }
 
-/// Upstream's `ExecuteProcess`: returns the code that goes into the marker. `register` hooks up
-/// SIGINT/SIGTERM to the event channel (tests inject events instead).
+/// What `ExecuteProcess` returns: the marker code and, when something went wrong (including a
+/// non-zero exit), upstream's error text for the "Error executing test process" line.
+pub(crate) struct Executed {
+    pub code: i32,
+    pub err: Option<String>,
+}
+
+impl Executed {
+    fn internal(err: impl fmt::Display) -> Self {
+        Executed {
+            code: INTERNAL_ERROR_CODE,
+            err: Some(err.to_string()),
+        }
+    }
+}
+
+/// Upstream's `ExecuteProcess`: the code that goes into the marker, and what went wrong.
+/// `register` hooks up SIGINT/SIGTERM to the event channel (tests inject events instead).
 pub(crate) fn execute_process(
     o: &Options,
     sink: &LogSink,
     stdout: Option<File>,
     register: &dyn Fn(Sender<Event>) -> io::Result<()>,
-) -> i32 {
+) -> Executed {
     if !o.artifact_dir.is_empty() {
         if let Err(e) = fs::DirBuilder::new()
             .recursive(true)
@@ -274,8 +312,10 @@ pub(crate) fn execute_process(
             .create(&o.artifact_dir)
         {
             let e = PathError::new("mkdir", Path::new(&o.artifact_dir))(e);
-            tracing::error!(error = %e, "Could not create artifact directory");
-            return INTERNAL_ERROR_CODE;
+            return Executed::internal(format!(
+                "could not create artifact directory({}): {e}",
+                o.artifact_dir
+            ));
         }
     }
     let log_path = Path::new(&o.wrapper.process_log);
@@ -283,73 +323,92 @@ pub(crate) fn execute_process(
         Ok(f) => f,
         Err(e) => {
             let e = PathError::new("open", log_path)(e);
-            tracing::error!(error = %e, "Could not open output process logfile");
-            return INTERNAL_ERROR_CODE;
+            return Executed::internal(format!(
+                "could not create process logfile({}): {e}",
+                o.wrapper.process_log
+            ));
         }
     };
+    let restore_to = stdout.as_ref().and_then(|f| f.try_clone().ok());
     let output = SharedOutput(Arc::new(Mutex::new(Output {
         stdout,
         log: Some(log),
         errors: Vec::new(),
     })));
     sink.replace(output.clone());
-    let _restore = SinkGuard(sink);
+    let _restore = SinkGuard {
+        sink,
+        stdout: restore_to,
+    };
 
     let (tx, rx) = mpsc::channel();
     if let Err(e) = register(tx.clone()) {
         tracing::warn!(error = %e, "Could not register for SIGINT and SIGTERM");
     }
-    let code = supervise(o, &output, &tx, &rx);
+    let executed = supervise(o, &output, &tx, &rx);
     let errors = std::mem::take(&mut output.lock().errors);
     for e in errors {
         tracing::warn!(error = %e, "Could not write process output");
     }
-    code
+    executed
 }
 
 /// Steps 5-7 of `ExecuteProcess`: previous marker, start, wait.
-fn supervise(o: &Options, output: &SharedOutput, tx: &Sender<Event>, rx: &Receiver<Event>) -> i32 {
+fn supervise(
+    o: &Options,
+    output: &SharedOutput,
+    tx: &Sender<Event>,
+    rx: &Receiver<Event>,
+) -> Executed {
     if !o.previous_marker.is_empty() {
         let r = wait_for_previous(PathBuf::from(&o.previous_marker), tx, rx);
         if let Some(err) = r.err {
-            tracing::error!(error = %err, "Failed to wait for previous marker");
-            return INTERNAL_ERROR_CODE;
+            return Executed::internal(format!(
+                "wait for previous marker {}: {err}",
+                o.previous_marker
+            ));
         }
         if r.return_code != 0 {
             tracing::info!("Skipping as previous step exited {}", r.return_code);
-            return PREVIOUS_ERROR_CODE;
+            return Executed {
+                code: PREVIOUS_ERROR_CODE,
+                err: None,
+            };
         }
     }
 
     let (read_end, write_end) = match pipe2(OFlag::O_CLOEXEC) {
         Ok(p) => p,
         Err(e) => {
-            tracing::error!(error = %e, "Could not create the output pipe");
-            return INTERNAL_ERROR_CODE;
+            return Executed::internal(format!(
+                "could not start the process: pipe: {}",
+                io::Error::from(e)
+            ));
         }
     };
     let child = match start(&o.wrapper.args, write_end) {
         Ok(c) => c,
         Err(e) => {
-            // Upstream writes this to the tee with no newline.
-            output
-                .lock()
-                .write_all(format!("could not start the process: {e}").as_bytes());
-            return INTERNAL_ERROR_CODE;
+            // Upstream writes this to the process log only, with no newline.
+            let text = format!("could not start the process: {e}");
+            let mut out = output.lock();
+            if let Some(log) = &mut out.log {
+                if let Err(e) = log.write_all(text.as_bytes()) {
+                    return Executed::internal(format!("{text}, {e}"));
+                }
+            }
+            return Executed::internal(text);
         }
     };
     let started = Instant::now();
     let child = Supervised {
         pid: Pid::from_raw(child.id() as i32),
-        exit_code: Arc::default(),
+        state: Arc::default(),
     }
     .watch(child, read_end, output.clone(), tx.clone());
     let child = match child {
         Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "Could not start the output threads");
-            return INTERNAL_ERROR_CODE;
-        }
+        Err(e) => return Executed::internal(format!("could not start the output threads: {e}")),
     };
 
     let timeout = o.effective_timeout();
@@ -361,14 +420,25 @@ fn supervise(o: &Options, output: &SharedOutput, tx: &Sender<Event>, rx: &Receiv
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         match event {
-            Ok(Event::Exited) => return child.code(),
+            Ok(Event::Exited) => {
+                let code = child.code();
+                return Executed {
+                    code,
+                    // Go's ExitError text: "exit status 12", "signal: killed".
+                    err: (code != 0)
+                        .then(|| format!("wrapped process failed: {}", child.state_text())),
+                };
+            }
             Ok(Event::Interrupt(sig)) => {
                 tracing::error!("Entrypoint received interrupt: {}", go_signal_name(sig));
                 child.gracefully_terminate(Some(sig), grace, rx);
-                return if o.propagate_error_code {
-                    child.code()
-                } else {
-                    ABORTED_ERROR_CODE
+                return Executed {
+                    code: if o.propagate_error_code {
+                        child.code()
+                    } else {
+                        ABORTED_ERROR_CODE
+                    },
+                    err: Some("process aborted".into()),
                 };
             }
             Ok(Event::PreviousMarker(_)) => continue,
@@ -379,10 +449,13 @@ fn supervise(o: &Options, output: &SharedOutput, tx: &Sender<Event>, rx: &Receiv
                     duration::format(timeout)
                 );
                 child.gracefully_terminate(None, grace, rx);
-                return if o.propagate_error_code {
-                    child.code()
-                } else {
-                    INTERNAL_ERROR_CODE
+                return Executed {
+                    code: if o.propagate_error_code {
+                        child.code()
+                    } else {
+                        INTERNAL_ERROR_CODE
+                    },
+                    err: Some("process timed out".into()),
                 };
             }
         }
@@ -576,11 +649,11 @@ fn pump_copy(mut src: File, output: SharedOutput) {
     }
 }
 
-/// The running child as the run loop sees it: its PID and, once reaped, its exit code.
+/// The running child as the run loop sees it: its PID and, once reaped, how it ended.
 struct Supervised {
     pid: Pid,
-    /// Go's `ProcessState.ExitCode()`: set when reaped; -1 for a signal death.
-    exit_code: Arc<Mutex<Option<i32>>>,
+    /// Go's `ProcessState`: set when the child is reaped.
+    state: Arc<Mutex<Option<ExitStatus>>>,
 }
 
 impl Supervised {
@@ -596,50 +669,73 @@ impl Supervised {
         let pump = thread::Builder::new()
             .name("output".into())
             .spawn(move || pump(File::from(read_end), output))?;
-        let slot = self.exit_code.clone();
+        let slot = self.state.clone();
         thread::Builder::new().name("wait".into()).spawn(move || {
-            let code = match child.wait() {
-                Ok(status) => status.code().unwrap_or(-1),
-                Err(_) => -1,
-            };
-            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(code);
+            // wait() only fails for a child that is not ours; it then stays "not reaped" (-1).
+            if let Ok(status) = child.wait() {
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
+            }
             let _ = pump.join();
             let _ = tx.send(Event::Exited);
         })?;
         Ok(self)
     }
 
-    /// The code for the marker: the exit status, or -1 if killed by a signal or not reaped.
+    fn state(&self) -> Option<ExitStatus> {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The code for the marker (Go's `ExitCode()`): the exit status, or -1 if killed by a
+    /// signal or not reaped.
     fn code(&self) -> i32 {
-        self.exit_code
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .unwrap_or(-1)
+        self.state().and_then(|s| s.code()).unwrap_or(-1)
+    }
+
+    /// Go's `ProcessState.String()`: `exit status 12`, `signal: killed`.
+    fn state_text(&self) -> String {
+        match self.state() {
+            None => "process not reaped".into(),
+            Some(s) => match (s.code(), s.signal()) {
+                (Some(c), _) => format!("exit status {c}"),
+                (None, Some(n)) => {
+                    let name = Signal::try_from(n)
+                        .map(go_signal_name)
+                        .map(str::to_string)
+                        .unwrap_or_else(|_| format!("signal {n}"));
+                    let core = if s.core_dumped() {
+                        " (core dumped)"
+                    } else {
+                        ""
+                    };
+                    format!("signal: {name}{core}")
+                }
+                (None, None) => s.to_string(),
+            },
+        }
     }
 
     /// Signals the child's PID only (no process group, as upstream). A child already reaped is
     /// left alone, so a reused PID is never hit; that is not worth a log line (upstream logs Go's
     /// "process already finished" when it loses that race).
-    fn signal(&self, sig: Signal) {
-        let reaped = self
-            .exit_code
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some();
-        if reaped {
+    fn signal(&self, sig: Signal, what: &str) {
+        if self.state().is_some() {
             return;
         }
         if let Err(e) = kill(self.pid, sig) {
-            tracing::error!(error = %e, "Could not send {} to the process", sig.as_str());
+            tracing::error!(error = %io::Error::from(e), "{what}");
         }
     }
 
     /// Upstream's `gracefullyTerminate`: SIGINT (plus the received signal, if any), then up to
     /// `grace` for the child to finish, then SIGKILL without waiting further.
     fn gracefully_terminate(&self, received: Option<Signal>, grace: i64, rx: &Receiver<Event>) {
-        self.signal(Signal::SIGINT);
+        self.signal(Signal::SIGINT, "Could not interrupt process after timeout");
         if let Some(sig) = received {
-            self.signal(sig);
+            let what = format!(
+                "Could not send signal {} to process after timeout",
+                go_signal_name(sig)
+            );
+            self.signal(sig, &what);
         }
         let deadline = Instant::now().checked_add(Duration::from_nanos(grace.max(0) as u64));
         loop {
@@ -649,7 +745,8 @@ impl Supervised {
             };
             match event {
                 Ok(Event::Exited) => {
-                    tracing::info!(
+                    // Upstream logs this at error level too.
+                    tracing::error!(
                         "Process gracefully exited before {} grace period",
                         duration::format(grace)
                     );
@@ -662,7 +759,7 @@ impl Supervised {
                         "Process did not exit before {} grace period",
                         duration::format(grace)
                     );
-                    self.signal(Signal::SIGKILL);
+                    self.signal(Signal::SIGKILL, "Could not kill process after grace period");
                     return;
                 }
             }
@@ -688,6 +785,7 @@ mod tests {
         /// The process log, split into child text and parsed entrypoint log lines.
         log: String,
         stdout: String,
+        stderr: String,
         marker: Option<String>,
     }
 
@@ -706,6 +804,20 @@ mod tests {
                     )
                 })
                 .collect()
+        }
+
+        /// The error of the "Error executing test process" line, which upstream logs after the
+        /// tee is gone (on stdout, or stderr if the tee never started).
+        fn execute_error(&self) -> Option<String> {
+            let lines = self.stdout.lines().chain(self.stderr.lines());
+            let found: Vec<String> = lines
+                .filter(|l| l.starts_with('{'))
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .filter(|v| v["msg"] == "Error executing test process")
+                .map(|v| v["error"].as_str().unwrap().to_string())
+                .collect();
+            assert!(found.len() <= 1, "{found:?}");
+            found.into_iter().next()
         }
 
         /// The process log without entrypoint's own lines.
@@ -742,7 +854,8 @@ mod tests {
         /// Runs with `interrupt` delivered (as an event, and so to the child by entrypoint)
         /// after the given delay.
         fn run_interrupted(&self, interrupt: Option<(u64, Signal)>) -> Outcome {
-            let sink = LogSink::new(io::sink());
+            let stderr_path = self.path("stderr");
+            let sink = LogSink::new(File::create(&stderr_path).unwrap());
             let layer = JsonLayer {
                 component: "entrypoint",
                 sink: sink.clone(),
@@ -766,6 +879,7 @@ mod tests {
                 code,
                 log: fs::read_to_string(&self.opts.wrapper.process_log).unwrap_or_default(),
                 stdout: fs::read_to_string(stdout_path).unwrap(),
+                stderr: fs::read_to_string(stderr_path).unwrap(),
                 marker: fs::read_to_string(&self.opts.wrapper.marker_file).ok(),
             }
         }
@@ -781,6 +895,7 @@ mod tests {
         assert_eq!(out.code, 0);
         assert_eq!(out.log, "");
         assert_eq!(out.marker.as_deref(), Some("0"));
+        assert_eq!(out.execute_error(), None);
     }
 
     #[test]
@@ -799,6 +914,10 @@ mod tests {
         let out = case(&["sh", "-c", "echo test; exit 12"]).run();
         assert_eq!((out.code, out.marker.as_deref()), (12, Some("12")));
         assert_eq!(out.log, "test\n");
+        assert_eq!(
+            out.execute_error().as_deref(),
+            Some("wrapped process failed: exit status 12")
+        );
     }
 
     #[test]
@@ -817,6 +936,8 @@ mod tests {
         let sink = LogSink::new(io::sink());
         let code = run_with(&c.opts, &sink, Some(File::from(w)), &|_| Ok(()));
         assert_eq!(code, 0);
+        // The sink keeps a handle on stdout for later lines; let the reader see EOF.
+        drop(sink);
         let log = fs::read_to_string(&c.opts.wrapper.process_log).unwrap();
         assert_eq!(log.lines().count(), 3000);
         assert!(log.ends_with("line 2999 of some build output\n"));
@@ -827,6 +948,10 @@ mod tests {
     fn killed_by_a_signal_is_minus_one() {
         let out = case(&["sh", "-c", "kill -9 $$"]).run();
         assert_eq!((out.code, out.marker.as_deref()), (-1, Some("-1")));
+        assert_eq!(
+            out.execute_error().as_deref(),
+            Some("wrapped process failed: signal: killed")
+        );
     }
 
     #[test]
@@ -849,11 +974,12 @@ mod tests {
             out.messages(),
             [
                 msg("error", "Process did not finish before 1s timeout"),
-                msg("info", "Process gracefully exited before 1s grace period"),
+                msg("error", "Process gracefully exited before 1s grace period"),
             ]
         );
-        // Entrypoint's own lines also reach stdout.
-        assert_eq!(out.stdout, out.log);
+        // Entrypoint's own lines also reach stdout; the error line comes after the tee.
+        assert!(out.stdout.starts_with(&out.log));
+        assert_eq!(out.execute_error().as_deref(), Some("process timed out"));
     }
 
     #[test]
@@ -969,7 +1095,14 @@ mod tests {
             msgs[0],
             msg("error", "Received interrupt interrupt, cancelling...")
         );
-        assert_eq!(msgs[1], msg("error", "Failed to wait for previous marker"));
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(
+            out.execute_error(),
+            Some(format!(
+                "wait for previous marker {}: cancelled: context canceled",
+                c.opts.previous_marker
+            ))
+        );
     }
 
     #[test]
@@ -984,12 +1117,13 @@ mod tests {
             c.opts.propagate_error_code = propagate;
             let out = c.run_interrupted(Some((300, Signal::SIGTERM)));
             assert_eq!(out.code, want, "propagate={propagate}");
+            assert_eq!(out.execute_error().as_deref(), Some("process aborted"));
             assert_eq!(out.marker, Some(want.to_string()));
             assert_eq!(
                 out.messages(),
                 [
                     msg("error", "Entrypoint received interrupt: terminated"),
-                    msg("info", "Process gracefully exited before 15s grace period"),
+                    msg("error", "Process gracefully exited before 15s grace period"),
                 ]
             );
         }
@@ -1002,6 +1136,14 @@ mod tests {
         assert_eq!(
             out.log,
             "could not start the process: fork/exec ./this-command-does-not-exist: no such file or directory"
+        );
+        // Upstream writes it to the process log only.
+        assert!(out.stdout.lines().all(|l| l.starts_with('{')));
+        assert_eq!(
+            out.execute_error().as_deref(),
+            Some(
+                "could not start the process: fork/exec ./this-command-does-not-exist: no such file or directory"
+            )
         );
         let out = case(&["this-command-does-not-exist"]).run();
         assert_eq!(
@@ -1046,6 +1188,15 @@ mod tests {
         let out = c.run();
         assert_eq!((out.code, out.marker.as_deref()), (127, Some("127")));
         assert!(!c.path("process-log.txt").exists());
+        // Logged before any tee: on stderr.
+        assert_eq!(
+            out.execute_error(),
+            Some(format!(
+                "could not create artifact directory({0}): mkdir {0}: not a directory",
+                c.opts.artifact_dir
+            ))
+        );
+        assert!(out.stderr.contains("Error executing test process"));
     }
 
     #[test]

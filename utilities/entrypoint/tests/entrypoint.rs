@@ -173,7 +173,7 @@ fn marker_write_failure_exits_127() {
     // Logged on stdout: the log output is still the tee, whose file half is closed.
     assert_eq!(
         log_lines(&text(&out.stdout)),
-        [line("error", "Could not write return code to marker file")]
+        [line("error", "Error writing exit code to marker file")]
     );
 }
 
@@ -224,7 +224,7 @@ fn timeout_with_graceful_exit() {
         log_lines(&job.log()),
         [
             line("error", "Process did not finish before 1s timeout"),
-            line("info", "Process gracefully exited before 1s grace period"),
+            line("error", "Process gracefully exited before 1s grace period"),
         ]
     );
 }
@@ -245,7 +245,7 @@ fn an_inherited_ignored_sigint_is_not_passed_on() {
     assert_eq!(out.status.code(), Some(127));
     assert_eq!(
         log_lines(&job.log())[1],
-        line("info", "Process gracefully exited before 1s grace period")
+        line("error", "Process gracefully exited before 1s grace period")
     );
 }
 
@@ -346,7 +346,7 @@ fn sigterm_with_propagation_exits_with_the_childs_code() {
         log_lines(&job.log()),
         [
             line("error", "Entrypoint received interrupt: terminated"),
-            line("info", "Process gracefully exited before 15s grace period"),
+            line("error", "Process gracefully exited before 15s grace period"),
         ]
     );
 }

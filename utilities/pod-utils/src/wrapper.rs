@@ -142,27 +142,52 @@ fn with_context(e: io::Error, what: impl fmt::Display) -> io::Error {
 /// The temp directory sits beside the marker so that the rename stays on one file system, which
 /// is what makes the marker appear complete to watchers (as a CREATE/MOVED_TO event).
 pub fn write_marker(marker_file: &Path, container_name: &str, code: i32) -> io::Result<()> {
+    // Error texts follow upstream's Mark, with Go's *PathError forms underneath.
     let dir = dir_of(marker_file);
-    let tmp_dir = mkdir_temp(&dir, container_name)
-        .map_err(|e| with_context(e, format!("could not create temp dir in {}", dir.display())))?;
+    let tmp_dir = mkdir_temp(&dir, container_name).map_err(|e| {
+        let pattern = dir.join(format!("{container_name}*"));
+        with_context(
+            e,
+            format!(
+                "{container_name}: error creating temp dir: mkdirtemp {}",
+                pattern.display()
+            ),
+        )
+    })?;
     let (tmp_path, mut file) = create_temp(&tmp_dir, "temp-marker").map_err(|e| {
         with_context(
             e,
-            format!("could not create temp file in {}", tmp_dir.display()),
+            format!(
+                "could not create temp marker file in {0}: createtemp {0}/temp-marker*",
+                tmp_dir.display()
+            ),
         )
     })?;
-    file.write_all(code.to_string().as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| with_context(e, format!("could not write {}", tmp_path.display())))?;
+    let tmp = tmp_path.display();
+    file.write_all(code.to_string().as_bytes()).map_err(|e| {
+        with_context(
+            e,
+            format!("could not write to temp marker file ({tmp}): write {tmp}"),
+        )
+    })?;
+    file.sync_all().map_err(|e| {
+        with_context(
+            e,
+            format!("could not sync temp marker file ({tmp}): sync {tmp}"),
+        )
+    })?;
     drop(file);
-    fs::set_permissions(&tmp_path, fs::Permissions::from_mode(0o777))
-        .map_err(|e| with_context(e, format!("could not chmod {}", tmp_path.display())))?;
+    fs::set_permissions(&tmp_path, fs::Permissions::from_mode(0o777)).map_err(|e| {
+        with_context(
+            e,
+            format!("could not chmod (1ff) temp marker file ({tmp}): chmod {tmp}"),
+        )
+    })?;
     fs::rename(&tmp_path, marker_file).map_err(|e| {
         with_context(
             e,
             format!(
-                "could not move {} to {}",
-                tmp_path.display(),
+                "could not move marker file to destination path ({0}): rename {tmp} {0}",
                 marker_file.display()
             ),
         )
@@ -451,8 +476,15 @@ mod tests {
     fn write_marker_fails_without_its_directory() {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("missing/marker");
-        let err = write_marker(&marker, "", 0).unwrap_err();
+        let err = write_marker(&marker, "test", 0).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "test: error creating temp dir: mkdirtemp {}/missing/test*: no such file or directory",
+                dir.path().display()
+            )
+        );
         assert!(!marker.exists());
     }
 
