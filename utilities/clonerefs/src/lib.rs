@@ -4,6 +4,7 @@ clonerefs: checks out a Prow job's refs (upstream `cmd/clonerefs`, `pkg/cloneref
 */
 
 mod auth;
+mod fetch;
 mod ghapp;
 mod mergemsg;
 pub mod options;

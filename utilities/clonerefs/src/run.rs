@@ -18,8 +18,9 @@ use pod_utils::clone::{Command, Record};
 
 use crate::Options;
 use crate::auth::{Censor, CookieJar, go_quote};
+use crate::fetch::{Access, TokenSource};
 use crate::ghapp::AppTokens;
-use crate::refclone::{Access, CloneConfig, TokenSource, clone_ref};
+use crate::refclone::{CloneConfig, clone_ref};
 
 /// Upstream's fetch retry schedule: 9 sleeps, 10 attempts.
 pub const RETRY_DELAYS: [Duration; 9] = [
