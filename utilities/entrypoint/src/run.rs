@@ -91,27 +91,50 @@ pub fn copy_mode(o: &Options, argv0: &str) -> i32 {
     }
 }
 
-/// Byte-for-byte copy keeping the permission bits (applied on creation, under the umask, as Go's
-/// `os.WriteFile`), creating the destination's parent directories with 0755.
-fn copy_file(src: &Path, dst: &Path) -> Result<(), PathError> {
-    tracing::info!("src is {}", src.display());
-    let mut input = File::open(src).map_err(PathError::new("open", src))?;
-    let meta = input.metadata().map_err(PathError::new("stat", src))?;
-    if let Some(parent) = dst.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(parent)
-            .map_err(PathError::new("mkdir", parent))?;
+/// A copy-mode failure, worded as upstream's: `read info '<src>': stat <src>: ...`.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} '{}': {source}", path.display())]
+pub struct CopyError {
+    what: &'static str,
+    path: PathBuf,
+    source: PathError,
+}
+
+impl CopyError {
+    fn new(what: &'static str, op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Self {
+        let path = path.to_path_buf();
+        move |e| CopyError {
+            what,
+            source: PathError::new(op, &path)(e),
+            path,
+        }
     }
+}
+
+/// Byte-for-byte copy keeping the permission bits (applied on creation, under the umask, as Go's
+/// `os.WriteFile`), creating the destination's parent directories with 0755. Streams rather than
+/// reading the whole binary into memory first.
+fn copy_file(src: &Path, dst: &Path) -> Result<(), CopyError> {
+    tracing::info!("src is {}", src.display());
+    let meta = fs::metadata(src).map_err(CopyError::new("read info", "stat", src))?;
+    let mut input = File::open(src).map_err(CopyError::new("read file", "open", src))?;
+    let parent = match dst.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(parent)
+        .map_err(CopyError::new("create dir", "mkdir", parent))?;
     let mut output = fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(meta.permissions().mode() & 0o777)
         .open(dst)
-        .map_err(PathError::new("open", dst))?;
-    io::copy(&mut input, &mut output).map_err(PathError::new("write", dst))?;
+        .map_err(CopyError::new("write file", "open", dst))?;
+    io::copy(&mut input, &mut output).map_err(CopyError::new("write file", "write", dst))?;
     Ok(())
 }
 
@@ -1229,7 +1252,10 @@ mod tests {
         let err = copy_file(&src, &dir.path().join("dst")).unwrap_err();
         assert_eq!(
             err.to_string(),
-            format!("open {}: no such file or directory", src.display())
+            format!(
+                "read info '{0}': stat {0}: no such file or directory",
+                src.display()
+            )
         );
     }
 }
