@@ -631,13 +631,15 @@ fn pump_zero_copy(src: &File, output: &SharedOutput) -> ZeroCopy {
             Ok(0) => return ZeroCopy::Eof,
             Ok(n) => n,
             Err(Errno::EINTR | Errno::EAGAIN) => continue,
-            // Not pipes: nothing was duplicated, copy instead.
-            Err(Errno::EINVAL) => return ZeroCopy::Fallback,
-            Err(e) => {
-                out.errors.push(format!("stdout: {}", io::Error::from(e)));
+            // Nothing was duplicated. EINVAL: not pipes; ENOSYS: e.g. an emulator without
+            // tee(2); anything but a broken stdout is left for the copying pump to meet.
+            Err(Errno::EPIPE) => {
+                out.errors
+                    .push(format!("stdout: {}", io::Error::from(Errno::EPIPE)));
                 out.stdout = None;
                 return ZeroCopy::Fallback;
             }
+            Err(_) => return ZeroCopy::Fallback,
         };
         let mut left = n;
         while left > 0 {
