@@ -41,6 +41,14 @@ pub fn lab_dir() -> PathBuf {
     target_dir().join("lab")
 }
 
+/// The cross builds' cargo target dir: in the tool cache, outside the work tree, so every clone
+/// on a machine shares the compiled dependencies (OpenSSL and libgit2 for four arches are slow).
+fn cross_target_dir() -> PathBuf {
+    std::env::var_os("TETRAPOD_CROSS_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::toolchain::cache_dir().join("cross-target"))
+}
+
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -65,7 +73,7 @@ pub fn build(tc: &Toolchain, arches: &[Arch]) -> Result<()> {
     cmd.current_dir(workspace_root())
         .args(["build", "--locked", "--profile", PROFILE])
         .arg("--target-dir")
-        .arg(target_dir().join("cross"))
+        .arg(cross_target_dir())
         .env("RUSTC", &tc.rustc)
         // The outer cargo (when we run inside `cargo test`) may have set these for itself.
         .env_remove("RUSTC_WRAPPER")
