@@ -5,7 +5,8 @@ Running the test command (upstream `pkg/entrypoint/run.go`) and copy mode
 The run is a small event loop on one channel: the child-waiter thread, the previous-marker
 watcher and the signal thread all send [`Event`]s, and the calling thread alone decides codes
 and logs, so entrypoint's own log lines never race with the decision they describe. Output is
-streamed by one pump thread through a fixed buffer into stdout and the process log.
+streamed by one pump thread into stdout and the process log: with tee(2)/splice(2) when stdout
+is a pipe (the data never enters user space), else through one fixed buffer.
 
 This module must not exit the process: it returns codes and `lib.rs` exits.
 */
