@@ -804,6 +804,8 @@ mod tests {
     struct Case {
         dir: tempfile::TempDir,
         opts: Options,
+        /// Deliver the interrupt only once the child created `ready` (so its traps are set).
+        wait_ready: bool,
     }
 
     struct Outcome {
@@ -865,7 +867,11 @@ mod tests {
         opts.wrapper.args = args.iter().map(|s| s.to_string()).collect();
         opts.wrapper.process_log = dir.path().join("process-log.txt").display().to_string();
         opts.wrapper.marker_file = dir.path().join("marker-file.txt").display().to_string();
-        Case { dir, opts }
+        Case {
+            dir,
+            opts,
+            wait_ready: false,
+        }
     }
 
     impl Case {
@@ -888,10 +894,18 @@ mod tests {
             };
             let stdout_path = self.path("stdout");
             let stdout = File::create(&stdout_path).unwrap();
+            let ready = self.wait_ready.then(|| self.path("ready"));
             let register = move |tx: Sender<Event>| -> io::Result<()> {
                 if let Some((ms, sig)) = interrupt {
+                    let ready = ready.clone();
                     thread::spawn(move || {
                         thread::sleep(Duration::from_millis(ms));
+                        let start = Instant::now();
+                        while ready.as_ref().is_some_and(|r| !r.exists())
+                            && start.elapsed() < Duration::from_secs(10)
+                        {
+                            thread::sleep(Duration::from_millis(10));
+                        }
                         let _ = tx.send(Event::Interrupt(sig));
                     });
                 }
@@ -1031,7 +1045,11 @@ mod tests {
 
     #[test]
     fn timeout_with_propagation_uses_the_childs_code() {
-        let mut c = case(&["sh", "-c", "trap 'exit 4' INT; sleep 5 >/dev/null & wait"]);
+        let mut c = case(&[
+            "sh",
+            "-c",
+            "trap 'kill $!; exit 4' INT; sleep 5 >/dev/null 2>&1 & wait",
+        ]);
         c.opts.timeout = duration::SECOND / 2;
         c.opts.propagate_error_code = true;
         let out = c.run();
@@ -1134,11 +1152,13 @@ mod tests {
     #[test]
     fn sigterm_with_and_without_propagation() {
         for (propagate, want) in [(true, 3), (false, 130)] {
-            let mut c = case(&[
-                "sh",
-                "-c",
-                "trap 'kill $!; exit 3' INT TERM; sleep 10 >/dev/null & wait",
-            ]);
+            let mut c = case(&["sh", "-c", ""]);
+            let script = format!(
+                "trap 'kill $!; exit 3' INT TERM; sleep 10 >/dev/null 2>&1 & touch {}; wait",
+                c.path("ready").display()
+            );
+            c.opts.wrapper.args[2] = script;
+            c.wait_ready = true;
             c.opts.grace_period = 0;
             c.opts.propagate_error_code = propagate;
             let out = c.run_interrupted(Some((300, Signal::SIGTERM)));

@@ -588,7 +588,8 @@ mod tests {
         let start = Instant::now();
         let got = wait_for_markers(&[present, missing], &cancel);
         canceller.join().unwrap();
-        assert!(start.elapsed() < Duration::from_millis(100 + 200 + 100));
+        // Cancellation is seen within one poll (200 ms); the bound leaves room for a busy machine.
+        assert!(start.elapsed() < Duration::from_secs(1));
         assert_eq!(got[0], ok(1));
         assert_eq!(got[1], MarkerResult::failed("cancelled: context canceled"));
     }
