@@ -118,15 +118,19 @@ fn build(
 fn replay(dir: &Path, recipe: &RepoRecipe, others: &BTreeMap<String, BuiltRepo>) -> Result<()> {
     git(dir, &["init", "-q", "-b", "main"], 0)?;
     let mut known = vec!["main".to_string()];
+    let mut current = "main".to_string();
     for (i, c) in recipe.commits.iter().enumerate() {
         let when = EPOCH + 60 * i as i64;
-        if known.contains(&c.branch) {
+        if c.branch == current {
+            // Already there (and `main` has no commit to check out before the first one).
+        } else if known.contains(&c.branch) {
             git(dir, &["checkout", "-q", &c.branch], when)?;
         } else {
             let from = c.from.clone().unwrap_or_else(|| "main".into());
             git(dir, &["checkout", "-q", "-b", &c.branch, &from], when)?;
             known.push(c.branch.clone());
         }
+        current = c.branch.clone();
         for (file, content) in &c.files {
             let p = dir.join(file);
             if let Some(parent) = p.parent() {
@@ -162,7 +166,9 @@ fn replay(dir: &Path, recipe: &RepoRecipe, others: &BTreeMap<String, BuiltRepo>)
             when,
         )?;
     }
-    git(dir, &["checkout", "-q", "main"], 0)?;
+    if current != "main" {
+        git(dir, &["checkout", "-q", "main"], 0)?;
+    }
     Ok(())
 }
 

@@ -86,6 +86,7 @@ mod tests {
 /// | `[TIMESTAMP]` | `"timestamp":N` in started.json / finished.json |
 /// | `[DURATION]` | clone record durations, `(runtime: …)`, `# Total runtime: …`, log `duration` fields |
 /// | `[RAND]` | the random digits of entrypoint's marker temp dirs and files |
+/// | (sorted) | a text made only of JSON log lines: concurrent uploads log in any order |
 /// | (removed) | qemu-user's own `qemu: uncaught target signal …` line when a guest dies from a signal |
 pub struct Pod {
     paths: Vec<(String, String)>,
@@ -126,7 +127,7 @@ impl Pod {
         let t = re!(r#""duration":"[^"]*""#).replace_all(&t, r#""duration":"[DURATION]""#);
         let t = re!(r"\(runtime: [^)]*\)").replace_all(&t, "(runtime: [DURATION])");
         let t = re!(r"# Total runtime: \S+").replace_all(&t, "# Total runtime: [DURATION]");
-        t.into_owned()
+        sort_if_all_log_lines(t.into_owned())
     }
 
     /// Marker temp dirs and files carry random digits: `test123/temp-marker456` -> `test[RAND]/temp-marker[RAND]`.
@@ -136,4 +137,22 @@ impl Pod {
             .replace_all(&n, "temp-marker[RAND]")
             .into_owned()
     }
+}
+
+/// A utility's own log (every line a JSON log line) is compared as a sorted list: uploads run
+/// concurrently, so their lines interleave differently from run to run. Mixed text (a build log
+/// with the test's output) keeps its order.
+fn sort_if_all_log_lines(t: String) -> String {
+    let all_logs = !t.is_empty()
+        && t.lines().all(|l| l.starts_with('{') && l.contains("\"component\":") && l.contains("\"level\":"));
+    if !all_logs {
+        return t;
+    }
+    let mut lines: Vec<&str> = t.lines().collect();
+    lines.sort_unstable();
+    let mut out = lines.join("\n");
+    if t.ends_with('\n') {
+        out.push('\n');
+    }
+    out
 }

@@ -275,10 +275,22 @@ impl Ctx<'_> {
 
     fn spawn(&self, c: &Container) -> Result<(Child, Vec<(String, String)>)> {
         let mounts = self.mounts(c);
-        let argv: Vec<PathBuf> = c
-            .argv()
+        let mut argv = c.argv();
+        // place-entrypoint relies on the flag's default destination, /tools/entrypoint; spell it
+        // out so the path can be rewritten to this pod's tools folder.
+        if argv.iter().any(|a| a == "--copy-mode-only")
+            && !argv.iter().any(|a| a.starts_with("--copy-destination"))
+        {
+            argv.push("--copy-destination=/tools/entrypoint".into());
+        }
+        let argv: Vec<PathBuf> = argv
             .iter()
-            .map(|a| translate_path(a, &mounts))
+            .map(|a| match a.split_once('=') {
+                Some((flag, path)) if flag.starts_with("--") => {
+                    PathBuf::from(format!("{flag}={}", translate_path(path, &mounts).display()))
+                }
+                _ => translate_path(a, &mounts),
+            })
             .collect();
         let exe = &argv[0];
         let mut cmd = if build::check_elf(exe, self.arch).is_ok() {

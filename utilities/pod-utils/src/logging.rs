@@ -89,7 +89,30 @@ pub struct JsonLayer {
     pub sink: LogSink,
 }
 
+/// The crates whose events are the utilities' own log lines.
+const OWN_CRATES: &[&str] = &["pod_utils", "clonerefs", "initupload", "entrypoint", "sidecar"];
+
+/// Upstream logs only its own lines, at info and above (sidecar: debug and above). Libraries'
+/// events (HTTP clients and the like) would add noise and nondeterminism, so only their warnings
+/// and errors get through.
+fn enabled(meta: &tracing::Metadata<'_>, component: &str) -> bool {
+    let target = meta.target();
+    let own = OWN_CRATES
+        .iter()
+        .any(|c| target == *c || target.starts_with(&format!("{c}::")));
+    let max = match (own, component) {
+        (false, _) => Level::WARN,
+        (true, "sidecar") => Level::DEBUG,
+        (true, _) => Level::INFO,
+    };
+    *meta.level() <= max
+}
+
 impl<S: Subscriber> Layer<S> for JsonLayer {
+    fn enabled(&self, meta: &tracing::Metadata<'_>, _ctx: Context<'_, S>) -> bool {
+        enabled(meta, self.component)
+    }
+
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let mut fields = Fields::default();
         event.record(&mut fields);
@@ -204,6 +227,22 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn library_noise_is_filtered() {
+        let buf = Buf::default();
+        let layer = JsonLayer { component: "initupload", sink: LogSink::new(buf.clone()) };
+        let sub = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(sub, || {
+            tracing::debug!(target: "hyper_util::client", "connecting");
+            tracing::warn!(target: "hyper_util::client", "trouble");
+            tracing::debug!(target: "pod_utils::gcsupload", "own debug");
+            tracing::info!(target: "pod_utils::gcsupload", "own info");
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert!(!text.contains("connecting") && !text.contains("own debug"), "{text}");
+        assert!(text.contains("trouble") && text.contains("own info"), "{text}");
     }
 
     #[test]
