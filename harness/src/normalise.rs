@@ -53,28 +53,6 @@ fn log_line(line: &str) -> Option<String> {
     serde_json::to_string(&v).ok()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn log_lines_lose_time_and_line_only() {
-        let got = text(concat!(
-            r#"{"component":"sidecar","file":"utilities/sidecar/src/lib.rs:27","func":"sidecar","level":"fatal","msg":"x","severity":"fatal","time":"2026-11-27T17:00:00Z"}"#,
-            "\nplain 2026-11-27T17:00:00Z\n",
-            r#"{"time":"t"}"#
-        ));
-        assert_eq!(
-            got,
-            concat!(
-                r#"{"component":"sidecar","file":"utilities/sidecar/src/lib.rs:[LINE]","func":"sidecar","level":"fatal","msg":"x","severity":"fatal","time":"[TIME]"}"#,
-                "\nplain 2026-11-27T17:00:00Z\n",
-                r#"{"time":"t"}"#
-            )
-        );
-    }
-}
-
 /// Normalisation of a pod's observations (see the module doc for the general rules). On top of
 /// log lines it replaces:
 ///
@@ -104,7 +82,7 @@ impl Pod {
     pub fn new(path_map: &[(String, String)], fixture: &str) -> Self {
         let mut paths = path_map.to_vec();
         // Longest host path first, so nested folders win.
-        paths.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        paths.sort_by_key(|e| std::cmp::Reverse(e.0.len()));
         Pod {
             paths,
             repos: format!("{}/{fixture}", crate::git::REPOS_ROOT),
@@ -144,7 +122,9 @@ impl Pod {
 /// with the test's output) keeps its order.
 fn sort_if_all_log_lines(t: String) -> String {
     let all_logs = !t.is_empty()
-        && t.lines().all(|l| l.starts_with('{') && l.contains("\"component\":") && l.contains("\"level\":"));
+        && t.lines().all(|l| {
+            l.starts_with('{') && l.contains("\"component\":") && l.contains("\"level\":")
+        });
     if !all_logs {
         return t;
     }
@@ -155,4 +135,26 @@ fn sort_if_all_log_lines(t: String) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_lines_lose_time_and_line_only() {
+        let got = text(concat!(
+            r#"{"component":"sidecar","file":"utilities/sidecar/src/lib.rs:27","func":"sidecar","level":"fatal","msg":"x","severity":"fatal","time":"2026-11-27T17:00:00Z"}"#,
+            "\nplain 2026-11-27T17:00:00Z\n",
+            r#"{"time":"t"}"#
+        ));
+        assert_eq!(
+            got,
+            concat!(
+                r#"{"component":"sidecar","file":"utilities/sidecar/src/lib.rs:[LINE]","func":"sidecar","level":"fatal","msg":"x","severity":"fatal","time":"[TIME]"}"#,
+                "\nplain 2026-11-27T17:00:00Z\n",
+                r#"{"time":"t"}"#
+            )
+        );
+    }
 }

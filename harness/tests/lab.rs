@@ -48,7 +48,7 @@ fn main() -> ExitCode {
             format!("{arch}::selftest::byte_order_is_caught"),
             move || selftest_byte_order(arch),
         ));
-        for case in all.iter().cloned() {
+        for case in all.clone() {
             trials.push(Trial::test(
                 format!("{arch}::{}", case.test_name()),
                 move || case_check(arch, &case),

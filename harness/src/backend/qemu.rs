@@ -269,7 +269,7 @@ impl Ctx<'_> {
             build::binary(self.arch, "fixture-job"),
         ));
         // Longest first, so /logs/artifacts wins over /logs.
-        m.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        m.sort_by_key(|e| std::cmp::Reverse(e.0.len()));
         m
     }
 
@@ -286,9 +286,10 @@ impl Ctx<'_> {
         let argv: Vec<PathBuf> = argv
             .iter()
             .map(|a| match a.split_once('=') {
-                Some((flag, path)) if flag.starts_with("--") => {
-                    PathBuf::from(format!("{flag}={}", translate_path(path, &mounts).display()))
-                }
+                Some((flag, path)) if flag.starts_with("--") => PathBuf::from(format!(
+                    "{flag}={}",
+                    translate_path(path, &mounts).display()
+                )),
                 _ => translate_path(a, &mounts),
             })
             .collect();
