@@ -90,7 +90,13 @@ pub struct JsonLayer {
 }
 
 /// The crates whose events are the utilities' own log lines.
-const OWN_CRATES: &[&str] = &["pod_utils", "clonerefs", "initupload", "entrypoint", "sidecar"];
+const OWN_CRATES: &[&str] = &[
+    "pod_utils",
+    "clonerefs",
+    "initupload",
+    "entrypoint",
+    "sidecar",
+];
 
 /// Upstream logs only its own lines, at info and above (sidecar: debug and above). Libraries'
 /// events (HTTP clients and the like) would add noise and nondeterminism, so only their warnings
@@ -232,7 +238,10 @@ mod tests {
     #[test]
     fn library_noise_is_filtered() {
         let buf = Buf::default();
-        let layer = JsonLayer { component: "initupload", sink: LogSink::new(buf.clone()) };
+        let layer = JsonLayer {
+            component: "initupload",
+            sink: LogSink::new(buf.clone()),
+        };
         let sub = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(sub, || {
             tracing::debug!(target: "hyper_util::client", "connecting");
@@ -241,8 +250,14 @@ mod tests {
             tracing::info!(target: "pod_utils::gcsupload", "own info");
         });
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-        assert!(!text.contains("connecting") && !text.contains("own debug"), "{text}");
-        assert!(text.contains("trouble") && text.contains("own info"), "{text}");
+        assert!(
+            !text.contains("connecting") && !text.contains("own debug"),
+            "{text}"
+        );
+        assert!(
+            text.contains("trouble") && text.contains("own info"),
+            "{text}"
+        );
     }
 
     #[test]
