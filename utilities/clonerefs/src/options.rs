@@ -77,21 +77,8 @@ pub enum OptionsError {
     NegativeWorkers(i64),
 }
 
-/// Where a ref is checked out (upstream `clone.PathForRefs`).
-pub fn path_for_refs(src_root: &str, refs: &Refs) -> String {
-    let rel = if !refs.path_alias.is_empty() {
-        refs.path_alias.clone()
-    } else if !refs.repo_link.is_empty() {
-        refs.repo_link
-            .rsplit("://")
-            .next()
-            .unwrap_or_default()
-            .to_string()
-    } else {
-        format!("github.com/{}/{}", refs.org, refs.repo)
-    };
-    pod_utils::gopath::join(&[src_root, "src", &rel])
-}
+/// Where a ref is checked out (upstream `clone.PathForRefs`); shared with the lab's decorate.
+pub use pod_utils::clone::path_for_refs;
 
 impl Options {
     /// Upstream's checks, in upstream's order. Returns the warnings upstream only logs (refs of
