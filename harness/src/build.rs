@@ -110,8 +110,7 @@ pub fn build(tc: &Toolchain, arches: &[Arch]) -> Result<()> {
     for &arch in arches {
         let t = arch.target();
         for bin in LAB_PROGRAMS {
-            let built = target_dir()
-                .join("cross")
+            let built = cross_target_dir()
                 .join(&t.triple)
                 .join(PROFILE)
                 .join(bin);
