@@ -2,7 +2,7 @@
 tetrapod's emulation lab, as a pipeline anyone can follow, one module per step:
 build ([`build`], with [`toolchain`] and the arch table in [`target`]) -> run ([`runner`],
 [`probe`]) -> observe ([`observe`]) -> normalise ([`normalise`]) -> compare ([`compare`]) ->
-report ([`report`]).
+report ([`report`]). [`image`] packages the built binaries as OCI images.
 */
 
 pub mod backend;
@@ -11,6 +11,7 @@ pub mod cases;
 pub mod compare;
 pub mod fixture;
 pub mod git;
+pub mod image;
 pub mod normalise;
 pub mod observe;
 pub mod pod;

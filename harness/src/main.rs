@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use harness::report::{self, Cell, Report};
 use harness::target::{Arch, Selection};
 use harness::toolchain::Toolchain;
-use harness::{build, cases, compare, runner::Runner};
+use harness::{build, cases, compare, image, runner::Runner};
 
 /// tetrapod's emulation lab: builds the pod utilities for amd64, arm64, ppc64le and s390x and
 /// proves they behave the same.
@@ -54,6 +54,23 @@ enum Cmd {
     },
     /// Print the provisioned toolchain record
     Toolchain,
+    /// Build OCI images of the utilities and the fixture job (an OCI layout); optionally push
+    Images {
+        #[arg(long, default_value = "all")]
+        arch: Selection,
+        /// The layout's directory [default: target/lab/images]
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The tag [default: `git describe --always --dirty`]
+        #[arg(long)]
+        tag: Option<String>,
+        /// Push the utilities' indexes, images and SBOMs to REGISTRY/REPO-PREFIX
+        #[arg(long, value_name = "REGISTRY/REPO-PREFIX")]
+        push: Option<image::push::Destination>,
+        /// Skip the build (use the binaries already in target/lab)
+        #[arg(long)]
+        no_build: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -103,6 +120,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .args(args)
                 .status()?;
             return Ok(ExitCode::from(status.code().unwrap_or(1) as u8));
+        }
+        Cmd::Images {
+            arch,
+            out,
+            tag,
+            push,
+            no_build,
+        } => {
+            let tc = Toolchain::load();
+            if !no_build {
+                build::build(tc.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?, &arch.0)?;
+            }
+            let rust = tc.ok().map(|t| t.rustc_release);
+            let set = image::build(&image::Options::new(arch.0, out, tag, rust)?)?;
+            println!("{}\nlayout: {}", set.size_table(), set.dir.display());
+            if let Some(dest) = push {
+                let layout = image::layout::Layout::open(&set.dir)?;
+                for p in image::push::push(&layout, &set.tag, &dest)? {
+                    println!("pushed {} {}", p.reference, p.digest);
+                }
+            }
         }
         Cmd::Matrix { arch, no_build } => {
             let tc = Toolchain::load()?;

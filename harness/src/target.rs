@@ -80,6 +80,22 @@ impl Arch {
             Arch::S390x => "linux/s390x",
         }
     }
+
+    /// The OCI/Docker `architecture` of an image config or index entry (Go's GOARCH).
+    pub fn oci_architecture(self) -> &'static str {
+        self.platform()
+            .strip_prefix("linux/")
+            .expect("every platform is linux/<arch>")
+    }
+
+    /// The OCI `variant`: only arm64 has one that matters (`v8`, what registries and engines
+    /// report for 64-bit ARM).
+    pub fn oci_variant(self) -> Option<&'static str> {
+        match self {
+            Arch::Arm64 => Some("v8"),
+            Arch::Amd64 | Arch::Ppc64le | Arch::S390x => None,
+        }
+    }
 }
 
 impl fmt::Display for Arch {
@@ -138,6 +154,26 @@ mod tests {
             Arch::S390x.target().qemu.as_deref(),
             Some("qemu-s390x-static")
         );
+    }
+
+    #[test]
+    fn oci_platform_names() {
+        let got: Vec<_> = ALL
+            .iter()
+            .map(|a| (a.oci_architecture(), a.oci_variant()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("amd64", None),
+                ("arm64", Some("v8")),
+                ("ppc64le", None),
+                ("s390x", None)
+            ]
+        );
+        for a in ALL {
+            assert_eq!(a.platform(), format!("linux/{}", a.oci_architecture()));
+        }
     }
 
     #[test]
