@@ -6,6 +6,7 @@ its golden holds.
 
 use anyhow::Result;
 
+use crate::backend::{PodRun, RunOptions};
 use crate::fixture::{self, Fixture};
 use crate::probe::{self, Probe};
 use crate::runner::Runner;
@@ -15,6 +16,8 @@ use crate::{backend, compare, git, normalise, observe, pod};
 pub enum Case {
     Probe(Probe),
     Fixture(Box<Fixture>),
+    /// A fixture from `fixtures/selftest/`: deliberately arch-sensitive.
+    Selftest(Box<Fixture>),
 }
 
 impl Case {
@@ -23,6 +26,7 @@ impl Case {
         match self {
             Case::Probe(p) => format!("probe__{}", p.name),
             Case::Fixture(f) => format!("fixture__{}", f.name),
+            Case::Selftest(f) => format!("selftest__{}", f.name),
         }
     }
 
@@ -31,31 +35,67 @@ impl Case {
         match self {
             Case::Probe(p) => format!("probe::{}", p.name),
             Case::Fixture(f) => format!("fixture::{}", f.name),
+            Case::Selftest(f) => format!("selftest::{}", f.name),
         }
     }
 
     pub fn description(&self) -> String {
         match self {
             Case::Probe(p) => format!("{} {}", p.utility, p.args.join(" ")),
-            Case::Fixture(f) => f.description.clone(),
+            Case::Fixture(f) | Case::Selftest(f) => f.description.clone(),
         }
     }
 
     /// Runs the case for the runner's arch and returns its normalised observation.
     pub fn observe(&self, runner: &Runner) -> Result<String> {
+        Ok(self.run(runner, &RunOptions::default())?.text)
+    }
+
+    /// Runs the case with debugging options; a fixture also hands back its pod's run.
+    pub fn run(&self, runner: &Runner, opts: &RunOptions) -> Result<Outcome> {
         match self {
             Case::Probe(p) => {
                 let o = observe::run(runner, p)?;
-                Ok(compare::render(&normalise::observation(&o)))
+                Ok(Outcome {
+                    text: compare::render(&normalise::observation(&o)),
+                    pod: None,
+                })
             }
-            Case::Fixture(f) => {
+            Case::Fixture(f) | Case::Selftest(f) => {
                 let repos = git::build_all(f)?;
                 let pod = pod::decorate::decorate(f, &repos)?;
-                let run = backend::qemu::run(&pod, runner)?;
-                Ok(observe::pod(&run, &f.name))
+                let run = backend::qemu::run(&pod, runner, opts)?;
+                Ok(Outcome {
+                    text: observe::pod(&run, &f.name),
+                    pod: Some(run),
+                })
             }
         }
     }
+
+    /// The fixture's name, for a fixture.
+    pub fn fixture_name(&self) -> Option<&str> {
+        match self {
+            Case::Probe(_) => None,
+            Case::Fixture(f) | Case::Selftest(f) => Some(&f.name),
+        }
+    }
+}
+
+/// What running a case gave.
+pub struct Outcome {
+    /// The normalised observation, compared with the golden.
+    pub text: String,
+    /// For fixtures: everything the pod left, for triage.
+    pub pod: Option<PodRun>,
+}
+
+/// The self-test fixtures, as cases (goldens `selftest__<name>`).
+pub fn selftests() -> Result<Vec<Case>> {
+    Ok(fixture::selftests()?
+        .into_iter()
+        .map(|f| Case::Selftest(Box::new(f)))
+        .collect())
 }
 
 /// Every probe, then every fixture in `fixtures/`.

@@ -226,6 +226,37 @@ pub fn all() -> Result<Vec<Fixture>> {
     paths.iter().map(|p| load(p)).collect()
 }
 
+/// The self-test fixtures (`fixtures/selftest/`): deliberately arch-sensitive jobs that prove
+/// the lab catches what it claims to; not part of the parity set.
+pub fn selftests() -> Result<Vec<Fixture>> {
+    let d = dir().join("selftest");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&d)
+        .with_context(|| format!("read {}", d.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    paths.sort();
+    paths.iter().map(|p| load(p)).collect()
+}
+
+/// A fixture by name (the parity set, then `selftest/`, then `pending/`), or by path.
+pub fn find(name: &str) -> Result<Fixture> {
+    let as_path = Path::new(name);
+    if as_path.extension().is_some_and(|e| e == "toml") && as_path.is_file() {
+        return load(as_path);
+    }
+    for sub in ["", "selftest", "pending"] {
+        let p = dir().join(sub).join(format!("{name}.toml"));
+        if p.is_file() {
+            return load(&p);
+        }
+    }
+    bail!(
+        "no fixture named {name} in {} (nor selftest/ or pending/)",
+        dir().display()
+    )
+}
+
 impl Fixture {
     fn check(&self) -> Result<()> {
         if self.containers.is_empty() {

@@ -1,15 +1,18 @@
 //! The lab's command line: a thin wrapper over the `harness` library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use harness::backend::{PodRun, RunOptions};
+use harness::cases::Case;
 use harness::report::{self, Cell, Report};
 use harness::target::{Arch, Selection};
 use harness::toolchain::Toolchain;
-use harness::{build, cases, compare, image, runner::Runner};
+use harness::triage::Triage;
+use harness::{build, cases, compare, debug, image, runner::Runner};
 
 /// tetrapod's emulation lab: builds the pod utilities for amd64, arm64, ppc64le and s390x and
 /// proves they behave the same.
@@ -49,6 +52,41 @@ enum Cmd {
         #[arg(long, default_value = "all")]
         arch: Selection,
         /// Skip the build (use the binaries already in target/lab)
+        #[arg(long)]
+        no_build: bool,
+        /// Also run the self-test fixtures (fixtures/selftest/), which go red by design on the
+        /// arches they target: a demonstration of the report's triage
+        #[arg(long)]
+        selftest: bool,
+        /// Another qemu-user: a binary (one arch) or a folder of qemu-<cpu>[-static] binaries,
+        /// e.g. the backports build `qemu/provision` unpacks (see `harness toolchain`)
+        #[arg(long)]
+        qemu: Option<PathBuf>,
+    },
+    /// Rerun one fixture on one arch and show why it fails: golden diff, exits, core dumps
+    /// with backtraces, log tails; then a syscall trace or a gdb session of the suspect
+    Debug {
+        /// Fixture name (fixtures/<name>.toml, selftest/ or pending/) or a path
+        fixture: String,
+        #[arg(long)]
+        arch: Selection,
+        /// The container to trace or stop (default: the one that crashed or failed)
+        #[arg(long)]
+        container: Option<String>,
+        /// Rerun with qemu's syscall trace of that container, saved beside the run
+        #[arg(long)]
+        strace: bool,
+        /// Rerun with that container's process stopped for gdb-multiarch; prints the command
+        #[arg(long)]
+        gdb: bool,
+        /// With --gdb: drive gdb here, continue to the crash, then run these gdb commands
+        /// (comma separated, e.g. "bt,info registers pc")
+        #[arg(long, value_delimiter = ',')]
+        gdb_batch: Option<Vec<String>>,
+        /// Another qemu-user binary or folder (see matrix --qemu)
+        #[arg(long)]
+        qemu: Option<PathBuf>,
+        /// Skip the build
         #[arg(long)]
         no_build: bool,
     },
@@ -134,7 +172,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             let rust = tc.ok().map(|t| t.rustc_release);
             let set = image::build(&image::Options::new(arch.0, out, tag, rust)?)?;
-            println!("{}\nlayout: {}", set.size_table(), set.dir.display());
+            println!(
+                "{}
+layout: {}",
+                set.size_table(),
+                set.dir.display()
+            );
             if let Some(dest) = push {
                 let layout = image::layout::Layout::open(&set.dir)?;
                 for p in image::push::push(&layout, &set.tag, &dest)? {
@@ -142,13 +185,49 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
-        Cmd::Matrix { arch, no_build } => {
+        Cmd::Debug {
+            fixture,
+            arch,
+            container,
+            strace,
+            gdb,
+            gdb_batch,
+            qemu,
+            no_build,
+        } => {
+            let [arch] = arch.0[..] else {
+                anyhow::bail!("debug takes one arch, not all");
+            };
+            if !no_build {
+                build::build(&Toolchain::load()?, &[arch])?;
+            }
+            let args = debug::DebugArgs {
+                fixture,
+                arch: Some(arch),
+                container,
+                strace,
+                gdb: gdb || gdb_batch.is_some(),
+                gdb_batch,
+                qemu,
+            };
+            let report = debug::debug(&args)?;
+            print!("{}", report.text);
+            if report.difference.is_some() {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Cmd::Matrix {
+            arch,
+            no_build,
+            selftest,
+            qemu,
+        } => {
             let tc = Toolchain::load()?;
             let arches = arch.0;
             if !no_build {
                 build::build(&tc, &arches)?;
             }
-            let report = matrix(&tc, &arches)?;
+            let report = matrix(&tc, &arches, selftest, qemu.as_deref())?;
             print!("{}", report.markdown());
             let path = report.write()?;
             println!("\nreport: {}", path.display());
@@ -160,27 +239,45 @@ fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn matrix<'a>(tc: &'a Toolchain, arches: &[Arch]) -> Result<Report<'a>> {
+fn matrix<'a>(
+    tc: &'a Toolchain,
+    arches: &[Arch],
+    selftest: bool,
+    qemu: Option<&Path>,
+) -> Result<Report<'a>> {
     let start = Instant::now();
-    let cases = cases::all()?;
+    let mut cases = cases::all()?;
+    if selftest {
+        cases.extend(cases::selftests()?);
+    }
     let mut emulators = Vec::new();
     let mut cells = Vec::new();
     for &arch in arches {
-        let runner = Runner::new(arch, None)?;
+        let runner = Runner::new(arch, debug::resolve_qemu(arch, qemu)?)?;
         emulators.push((arch, runner.emulator_version()?));
         for case in &cases {
             let t = Instant::now();
             let name = case.name();
-            let (failure, diff) = match case.observe(&runner) {
+            let mut triage = None;
+            let (failure, diff) = match case.run(&runner, &RunOptions::default()) {
                 Err(e) => (Some(format!("{e:#}")), None),
-                Ok(got) => match compare::golden(&name) {
-                    None => (Some(format!("no golden {name}.snap")), None),
-                    Some(want) => {
-                        let first = compare::first_difference(&want, &got);
-                        let diff = first.as_ref().map(|_| report::unified_diff(&want, &got));
-                        (first, diff)
+                Ok(outcome) => {
+                    let got = outcome.text;
+                    let (first, diff) = match compare::golden(&name) {
+                        None => (Some(format!("no golden {name}.snap")), None),
+                        Some(want) => {
+                            let first = compare::first_difference(&want, &got);
+                            let diff = first.as_ref().map(|_| report::unified_diff(&want, &got));
+                            (first, diff)
+                        }
+                    };
+                    if let (Some(_), Some(run), Some(fixture)) =
+                        (&first, &outcome.pod, case.fixture_name())
+                    {
+                        triage = Some(triage_cell(&runner, case, run, fixture));
                     }
-                },
+                    (first, diff)
+                }
             };
             cells.push(Cell {
                 arch,
@@ -188,6 +285,7 @@ fn matrix<'a>(tc: &'a Toolchain, arches: &[Arch]) -> Result<Report<'a>> {
                 elapsed: t.elapsed(),
                 failure,
                 diff,
+                triage,
             });
         }
     }
@@ -198,4 +296,24 @@ fn matrix<'a>(tc: &'a Toolchain, arches: &[Arch]) -> Result<Report<'a>> {
         cells,
         wall: start.elapsed(),
     })
+}
+
+/// A failing fixture cell's triage: from its run, plus (under emulation) the tail of a syscall
+/// trace of the suspect container from a second, traced run.
+fn triage_cell(runner: &Runner, case: &Case, run: &PodRun, fixture: &str) -> Triage {
+    let mut t = Triage::from_pod(run, runner.arch, fixture);
+    if runner.emulator.is_some() {
+        if let Some(suspect) = t.suspect(run) {
+            let opts = RunOptions {
+                strace: Some(suspect),
+                ..Default::default()
+            };
+            if let Ok(traced) = case.run(runner, &opts) {
+                if let Some(d) = traced.pod.and_then(|p| p.trace_dir) {
+                    t.strace_tails = harness::triage::strace_tails(&d);
+                }
+            }
+        }
+    }
+    t
 }

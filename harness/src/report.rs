@@ -20,6 +20,8 @@ pub struct Cell {
     pub failure: Option<String>,
     /// For a mismatch: the unified diff from the golden to what this arch produced.
     pub diff: Option<String>,
+    /// For a failing fixture: exits, crashes, log and trace tails, the reproduce command.
+    pub triage: Option<crate::triage::Triage>,
 }
 
 pub struct Report<'a> {
@@ -86,7 +88,7 @@ impl Report<'_> {
         let failed: Vec<&Cell> = self.cells.iter().filter(|c| c.failure.is_some()).collect();
         if !failed.is_empty() {
             let _ = writeln!(s, "\n## failures\n");
-            for c in failed {
+            for c in &failed {
                 let _ = writeln!(
                     s,
                     "- {} on {}: {}",
@@ -95,8 +97,40 @@ impl Report<'_> {
                     c.failure.as_deref().unwrap_or("")
                 );
             }
+            for c in &failed {
+                let _ = writeln!(s, "\n### {} on {}\n", c.row, c.arch);
+                let _ = writeln!(s, "- failing arches: {}", self.failing_arches(&c.row));
+                let _ = writeln!(
+                    s,
+                    "- first difference: {}",
+                    c.failure.as_deref().unwrap_or("")
+                );
+                if let Some(t) = &c.triage {
+                    s.push_str(&t.markdown());
+                }
+            }
         }
         s
+    }
+
+    /// The arches on which `row` failed, e.g. `s390x (arm64, amd64, ppc64le match)`.
+    fn failing_arches(&self, row: &str) -> String {
+        let (bad, good): (Vec<&Cell>, Vec<&Cell>) = self
+            .cells
+            .iter()
+            .filter(|c| c.row == row)
+            .partition(|c| c.failure.is_some());
+        let names = |v: &[&Cell]| {
+            v.iter()
+                .map(|c| c.arch.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if good.is_empty() {
+            format!("{} (every arch run)", names(&bad))
+        } else {
+            format!("{} ({} match)", names(&bad), names(&good))
+        }
     }
 
     fn arch_total(&self, arch: Arch) -> Duration {
@@ -165,6 +199,9 @@ impl Report<'_> {
                 c.arch,
                 esc(c.failure.as_deref().unwrap_or(""))
             );
+            if let Some(t) = &c.triage {
+                let _ = writeln!(s, "<pre>{}</pre>", esc(&t.markdown()));
+            }
             if let Some(d) = &c.diff {
                 s.push_str("<pre>");
                 for line in d.lines() {

@@ -7,9 +7,13 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::ExitCode;
 
+use harness::backend::RunOptions;
 use harness::cases::{self, Case};
+use harness::debug::{self, DebugArgs};
+use harness::pitfalls::{self, ArchFacts};
 use harness::target::{self, Arch};
 use harness::toolchain::Toolchain;
+use harness::triage::Triage;
 use harness::{build, compare, fixture, runner::Runner};
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -48,6 +52,22 @@ fn main() -> ExitCode {
             format!("{arch}::selftest::byte_order_is_caught"),
             move || selftest_byte_order(arch),
         ));
+        trials.push(Trial::test(
+            format!("{arch}::selftest::arch_only_crash_is_triaged"),
+            move || selftest_crash(arch),
+        ));
+        if big_endian(arch) {
+            trials.push(Trial::test(
+                format!("{arch}::debug::gdb_stops_at_the_crash"),
+                move || gdb_stops_at_the_crash(arch),
+            ));
+        }
+        for p in pitfalls::CATALOGUE {
+            trials.push(Trial::test(
+                format!("{arch}::pitfall::{}", p.name),
+                move || pitfall_check(arch, p.name, p.what),
+            ));
+        }
         for case in all.clone() {
             trials.push(Trial::test(
                 format!("{arch}::{}", case.test_name()),
@@ -159,5 +179,118 @@ fn selftest_byte_order(arch: Arch) -> Result<(), Failed> {
             Err(format!("{arch}: the lab saw a difference, but not the byte-order one: {d}").into())
         }
         None => Err(format!("{arch}: the lab did not notice a native byte-order hash").into()),
+    }
+}
+
+fn big_endian(arch: Arch) -> bool {
+    arch.elf().1 == object::Endianness::Big
+}
+
+fn err(e: anyhow::Error) -> Failed {
+    format!("{e:#}").into()
+}
+
+/// The deliberate arch-only crash (fixtures/selftest/native_record.toml): little-endian arches
+/// match the golden; on big-endian ones the pod must differ, and the triage must name the signal,
+/// give a backtrace through the guilty functions, and print the command that reproduces it.
+fn selftest_crash(arch: Arch) -> Result<(), Failed> {
+    let f = fixture::find("native_record").map_err(err)?;
+    let runner = Runner::new(arch, None).map_err(err)?;
+    let case = Case::Selftest(Box::new(f));
+    let out = case.run(&runner, &RunOptions::default()).map_err(err)?;
+    let name = "selftest__native_record";
+    if !big_endian(arch) {
+        return case_matches(arch, name, &case.description(), &out.text);
+    }
+    let want = compare::golden(name)
+        .ok_or("the self-test golden is missing; run the lab on amd64 first")?;
+    if compare::first_difference(&want, &out.text).is_none() {
+        return Err(format!("{arch}: the native-order record did not crash").into());
+    }
+    let run = out.pod.ok_or("a fixture run has a pod")?;
+    let t = Triage::from_pod(&run, arch, "native_record");
+    let crash = t
+        .crashes
+        .iter()
+        .find(|c| c.program == "fixture-job")
+        .ok_or_else(|| {
+            format!(
+                "{arch}: no core dump of fixture-job was captured:\n{}",
+                t.markdown()
+            )
+        })?;
+    let bt = crash.backtrace.join("\n");
+    if !crash.signal.starts_with("SIGSEGV")
+        || !bt.contains("copy_record")
+        || !bt.contains("native_record")
+    {
+        return Err(format!(
+            "{arch}: triage lacks the signal or the backtrace:\n{}",
+            t.markdown()
+        )
+        .into());
+    }
+    if t.reproduce
+        != format!(
+            "cargo run -p harness -- debug native_record --arch {arch} --container test --strace"
+        )
+    {
+        return Err(format!("{arch}: unexpected reproduce command {}", t.reproduce).into());
+    }
+    Ok(())
+}
+
+/// `harness debug native_record --arch s390x --gdb-batch bt`: the guest stops in qemu's
+/// gdbstub, gdb-multiarch continues it to the SIGSEGV and the backtrace names the function.
+fn gdb_stops_at_the_crash(arch: Arch) -> Result<(), Failed> {
+    let args = DebugArgs {
+        fixture: "native_record".into(),
+        arch: Some(arch),
+        gdb: true,
+        gdb_batch: Some(vec!["bt".into()]),
+        ..Default::default()
+    };
+    let report = debug::debug(&args).map_err(err)?;
+    let t = report.gdb_transcript.unwrap_or_default();
+    if t.contains("SIGSEGV") && t.contains("copy_record") {
+        Ok(())
+    } else {
+        Err(format!("{arch}: gdb did not stop at the crash:\n{t}").into())
+    }
+}
+
+/// One catalogue pitfall: the clean variant matches its golden on every arch; the naive one
+/// differs from it exactly where the pitfall bites.
+fn pitfall_check(arch: Arch, name: &str, what: &str) -> Result<(), Failed> {
+    let runner = Runner::new(arch, None).map_err(err)?;
+    let run = |mode: &str| -> Result<String, Failed> {
+        let out = runner
+            .command(&build::binary(arch, "fixture-job"))
+            .map_err(err)?
+            .args(["pitfall", name, mode])
+            .env_clear()
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!("{arch}: pitfall {name} {mode} failed: {:?}", out).into());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let clean = run("clean")?;
+    case_matches(arch, &format!("pitfall__{name}"), what, &clean)?;
+    let naive = run("naive")?;
+    let naive2 = run("naive")?;
+    let differs = naive != clean || naive2 != clean;
+    let facts = ArchFacts::of(arch, runner.guest_page_size());
+    match (pitfalls::bites(name, facts), differs) {
+        (true, true) | (false, false) => Ok(()),
+        (true, false) => Err(format!(
+            "{arch}: pitfall {name} should bite here but the naive variant matched: {naive}"
+        )
+        .into()),
+        (false, true) => Err(format!(
+            "{arch}: pitfall {name} should not bite here but the naive variant gave {naive} (clean {clean})"
+        )
+        .into()),
     }
 }

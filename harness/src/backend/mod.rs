@@ -6,6 +6,7 @@ Backends run a [`Pod`](crate::pod::Pod) for an arch and hand back what it left b
 pub mod qemu;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use pod_utils::testsupport::StoredObject;
 
@@ -42,4 +43,29 @@ pub struct PodRun {
     pub path_map: Vec<(String, String)>,
     /// The emulator (or "native") and how foreign children were run.
     pub emulation: String,
+    /// The pod's folder (kept after the run for inspection).
+    pub pod_dir: PathBuf,
+    /// Guest core dumps the pod left, moved to `<pod_dir>/cores/`.
+    pub cores: Vec<PathBuf>,
+    /// Where syscall traces were written, when the run was traced.
+    pub trace_dir: Option<PathBuf>,
+}
+
+/// How to run a pod beyond the defaults: debugging aids for one container.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Trace the system calls of this container's process and of the test command it starts.
+    pub strace: Option<String>,
+    /// Stop a process of this container at its first instruction and wait for gdb.
+    pub gdb: Option<GdbStop>,
+    /// Let the pod run as long as it likes (a person is at the debugger).
+    pub no_deadline: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct GdbStop {
+    pub container: String,
+    pub port: u16,
+    /// The test command entrypoint starts, rather than the container's own process.
+    pub child: bool,
 }

@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use pod_utils::testsupport::{FakeGcs, Moto, StoredObject};
 use serde_json::Value;
 
-use super::{Checkout, ContainerExit, PodRun};
+use super::{Checkout, ContainerExit, PodRun, RunOptions};
 use crate::build;
 use crate::observe::exit_text;
 use crate::pod::{self, BUCKET, Container, Pod, STORAGE_ENDPOINT, Storage, VolumeSource};
@@ -52,7 +52,7 @@ enum Server {
     None,
 }
 
-pub fn run(pod: &Pod, runner: &Runner) -> Result<PodRun> {
+pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
     let arch = runner.arch;
     let root = build::lab_dir()
         .join("pods")
@@ -60,7 +60,20 @@ pub fn run(pod: &Pod, runner: &Runner) -> Result<PodRun> {
         .join(&pod.name);
     let _ = fs::remove_dir_all(&root);
     fs::create_dir_all(root.join("containers"))?;
-    let mode = child_mode(runner);
+    let mut mode = child_mode(runner);
+    // Emulator flags for a child can only be given on an explicit command line.
+    if mode == ChildMode::Binfmt && (opts.strace.is_some() || opts.gdb.is_some()) {
+        mode = ChildMode::Explicit;
+    }
+    let trace_dir = opts.strace.as_ref().map(|_| root.join("strace"));
+    if let Some(d) = &trace_dir {
+        fs::create_dir_all(d)?;
+    }
+    let deadline = if opts.no_deadline {
+        Duration::from_secs(365 * 24 * 3600)
+    } else {
+        POD_DEADLINE
+    };
 
     let (server, endpoint) = match pod.storage {
         Storage::Gcs => {
@@ -102,6 +115,8 @@ pub fn run(pod: &Pod, runner: &Runner) -> Result<PodRun> {
         root: &root,
         vol_dirs: &vol_dirs,
         endpoint: &endpoint,
+        opts,
+        trace_dir: trace_dir.as_deref(),
     };
 
     let mut init = Vec::new();
@@ -118,7 +133,7 @@ pub fn run(pod: &Pod, runner: &Runner) -> Result<PodRun> {
         }
         let (mut child, mounts) = ctx.spawn(c)?;
         path_map.extend(mounts);
-        let status = wait_deadline(&mut child, Instant::now() + POD_DEADLINE)?;
+        let status = wait_deadline(&mut child, Instant::now() + deadline)?;
         let exit = status
             .map(|s| exit_text(&s))
             .unwrap_or_else(|| "killed at deadline".into());
@@ -154,7 +169,7 @@ pub fn run(pod: &Pod, runner: &Runner) -> Result<PodRun> {
                     }
                 }
             }
-            if start.elapsed() > POD_DEADLINE {
+            if start.elapsed() > deadline {
                 for (i, mut ch) in running.drain(..) {
                     let _ = ch.kill();
                     let _ = ch.wait();
@@ -179,6 +194,8 @@ pub fn run(pod: &Pod, runner: &Runner) -> Result<PodRun> {
         }
     }
 
+    // Before anything is read: a core in a logs or code folder is not an observation.
+    let cores = crate::triage::collect_cores(&root, runner.emulator.is_some())?;
     let objects = match &server {
         Server::Gcs(s) => s.objects(BUCKET),
         Server::S3(s) => s.objects(BUCKET),
@@ -228,6 +245,9 @@ pub fn run(pod: &Pod, runner: &Runner) -> Result<PodRun> {
         checkouts,
         path_map,
         emulation,
+        pod_dir: root.clone(),
+        cores,
+        trace_dir,
     })
 }
 
@@ -238,6 +258,8 @@ struct Ctx<'a> {
     root: &'a Path,
     vol_dirs: &'a BTreeMap<String, PathBuf>,
     endpoint: &'a str,
+    opts: &'a RunOptions,
+    trace_dir: Option<&'a Path>,
 }
 
 impl Ctx<'_> {
@@ -295,10 +317,19 @@ impl Ctx<'_> {
             .collect();
         let exe = &argv[0];
         let mut cmd = if build::check_elf(exe, self.arch).is_ok() {
-            self.runner.command(exe)?
+            self.container_runner(c, false).command(exe)?
         } else {
             Command::new(exe)
         };
+        let emulated = self.runner.emulator.is_some();
+        // SAFETY: the closure runs in the forked child before exec and only makes raw
+        // system calls (setrlimit, open, write, close) on constant data.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                enable_core_dumps(emulated);
+                Ok(())
+            });
+        }
         cmd.args(&argv[1..]);
         let home = self.root.join("home").join(&c.name);
         fs::create_dir_all(&home)?;
@@ -308,7 +339,7 @@ impl Ctx<'_> {
         for (k, v) in &c.env {
             let v = v.replace(STORAGE_ENDPOINT, self.endpoint);
             let v = if k == "ENTRYPOINT_OPTIONS" {
-                self.entrypoint_options(&v, &mounts)?
+                self.entrypoint_options(c, &v, &mounts)?
             } else {
                 translate_value(&v, &mounts)
             };
@@ -339,17 +370,46 @@ impl Ctx<'_> {
         Ok((child, map))
     }
 
-    /// Rewrites paths in ENTRYPOINT_OPTIONS and, without binfmt_misc, puts the emulator in front
-    /// of the test command so entrypoint can start a foreign-arch child.
-    fn entrypoint_options(&self, json: &str, mounts: &[(String, PathBuf)]) -> Result<String> {
+    /// The runner for a container's process (`child`: for the test command it starts), with
+    /// the debugging aids the run options ask for that process.
+    fn container_runner(&self, c: &Container, child: bool) -> Runner {
+        let mut r = self.runner.clone();
+        if let (Some(name), Some(dir)) = (&self.opts.strace, self.trace_dir) {
+            if *name == c.name {
+                let which = if child { "child" } else { "main" };
+                r = r
+                    .with_strace()
+                    .with_log_file(dir.join(format!("{}.{which}.strace.%d", c.name)));
+            }
+        }
+        if let Some(g) = &self.opts.gdb {
+            if g.container == c.name && g.child == child {
+                r = r.with_gdb(g.port);
+            }
+        }
+        r
+    }
+
+    /// Rewrites paths in ENTRYPOINT_OPTIONS and, without binfmt_misc, puts the emulator (and the
+    /// child's debugging flags) in front of the test command so entrypoint can start a
+    /// foreign-arch child.
+    fn entrypoint_options(
+        &self,
+        c: &Container,
+        json: &str,
+        mounts: &[(String, PathBuf)],
+    ) -> Result<String> {
         let mut v: Value = serde_json::from_str(json).context("ENTRYPOINT_OPTIONS")?;
         translate_json(&mut v, mounts);
         if self.mode == ChildMode::Explicit {
+            let child = self.container_runner(c, true);
             if let (Some(args), Some(emu)) = (
                 v.get_mut("args").and_then(Value::as_array_mut),
                 &self.runner.emulator,
             ) {
-                args.insert(0, Value::from(emu.display().to_string()));
+                let mut prefix = vec![Value::from(emu.display().to_string())];
+                prefix.extend(child.emulator_args().into_iter().map(Value::from));
+                args.splice(0..0, prefix);
             }
         }
         Ok(v.to_string())
@@ -399,6 +459,38 @@ fn translate_json(v: &mut Value, mounts: &[(String, PathBuf)]) {
         Value::Array(a) => a.iter_mut().for_each(|x| translate_json(x, mounts)),
         Value::Object(o) => o.values_mut().for_each(|x| translate_json(x, mounts)),
         _ => {}
+    }
+}
+
+/// In a forked child: allow core dumps, so a crashing guest leaves one for triage. Under qemu the
+/// guest's core is written by qemu itself; the kernel's core of qemu that follows is made tiny
+/// (coredump_filter 0: no memory) since it says nothing about the guest.
+fn enable_core_dumps(emulated: bool) {
+    use nix::libc;
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain system calls on stack data and a NUL-terminated constant path.
+    unsafe {
+        if libc::setrlimit(libc::RLIMIT_CORE, &unlimited) != 0 {
+            // A lower hard limit: raise the soft one as far as allowed.
+            let mut cur = unlimited;
+            if libc::getrlimit(libc::RLIMIT_CORE, &mut cur) == 0 {
+                cur.rlim_cur = cur.rlim_max;
+                libc::setrlimit(libc::RLIMIT_CORE, &cur);
+            }
+        }
+        if emulated {
+            let fd = libc::open(
+                c"/proc/self/coredump_filter".as_ptr(),
+                libc::O_WRONLY | libc::O_CLOEXEC,
+            );
+            if fd >= 0 {
+                libc::write(fd, b"0\n".as_ptr().cast(), 2);
+                libc::close(fd);
+            }
+        }
     }
 }
 
