@@ -110,10 +110,7 @@ pub fn build(tc: &Toolchain, arches: &[Arch]) -> Result<()> {
     for &arch in arches {
         let t = arch.target();
         for bin in LAB_PROGRAMS {
-            let built = cross_target_dir()
-                .join(&t.triple)
-                .join(PROFILE)
-                .join(bin);
+            let built = cross_target_dir().join(&t.triple).join(PROFILE).join(bin);
             let debug = debug_binary(arch, bin);
             let stripped = binary(arch, bin);
             std::fs::create_dir_all(debug.parent().expect("has parent"))?;
