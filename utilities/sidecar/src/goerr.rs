@@ -46,6 +46,15 @@ impl PathError {
     }
 }
 
+/// A failed rename (`*os.LinkError`): `rename <from> <to>: <errno text>`.
+#[derive(Debug, thiserror::Error)]
+#[error("rename {from} {to}: {}", go_errno_text(source))]
+pub struct RenameError {
+    pub from: String,
+    pub to: String,
+    pub source: io::Error,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,6 +65,16 @@ mod tests {
         let e = PathError::new("open", "/logs/x", enoent);
         assert_eq!(e.to_string(), "open /logs/x: no such file or directory");
         assert_eq!(e.go_json(), r#"{"Op":"open","Path":"/logs/x","Err":2}"#);
+    }
+
+    #[test]
+    fn renames_read_as_go() {
+        let r = RenameError {
+            from: "/a".into(),
+            to: "/b".into(),
+            source: io::Error::from_raw_os_error(13),
+        };
+        assert_eq!(r.to_string(), "rename /a /b: permission denied");
     }
 
     #[test]

@@ -23,10 +23,10 @@ use flate2::{Crc, Decompress, FlushDecompress, Status};
 
 use pod_utils::wrapper::go_errno_text;
 
-use super::oserr::{PathError, RenameError};
 use super::replacer::Censorer;
 use super::stream::{FileError, censor_file};
 use super::walk::{Visit, lossy, parent_dir, walk};
+use crate::goerr::{PathError, RenameError};
 
 /// Errors from reading an archive, worded as Go's readers word them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -18,7 +18,6 @@ would hang; see `stream` and `archive` for the rest.
 pub mod archive;
 mod glob;
 mod ini;
-pub mod oserr;
 pub mod replacer;
 mod secrets;
 mod skip;
@@ -35,9 +34,9 @@ use std::time::Instant;
 
 use crate::options::CensoringOptions;
 
+pub use crate::goerr::{PathError, RenameError};
 pub use archive::ArchiveError;
 pub use glob::GlobError;
-pub use oserr::{PathError, RenameError};
 pub use replacer::{BuildError, Censorer};
 pub use secrets::SecretsError;
 pub use stream::{DEFAULT_BUFFER_SIZE, FileError};

@@ -13,8 +13,8 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::ini::{self, IniError};
-use super::oserr::PathError;
 use super::walk::{Visit, lossy, walk};
+use crate::goerr::PathError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {

@@ -17,9 +17,9 @@ use std::fs::File;
 use std::io::{self, ErrorKind, Read, Write};
 use std::path::Path;
 
-use super::oserr::{PathError, RenameError};
 use super::replacer::Censorer;
 use super::walk::{lossy, parent_dir};
+use crate::goerr::{PathError, RenameError};
 
 /// Default buffer: 10 MiB.
 pub const DEFAULT_BUFFER_SIZE: usize = 10 * 1024 * 1024;

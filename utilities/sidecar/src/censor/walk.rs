@@ -10,7 +10,7 @@ use std::fs::{self, Metadata};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
-use super::oserr::PathError;
+use crate::goerr::PathError;
 
 /// What the callback wants after seeing a directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
