@@ -156,6 +156,19 @@ mod tests {
         assert_eq!(get(&spec.env(true), "BUILD_NUMBER"), Some("0"));
     }
 
+    /// A deviation (README): `decoration_config` is kept as a JSON value, so re-encoding sorts
+    /// its keys, where Go writes its struct's field order. The utilities never re-encode it into
+    /// anything they upload; only the lab's controller emulation (`env`) does.
+    #[test]
+    fn decoration_config_round_trips_with_sorted_keys() {
+        let raw = r#"{"type":"periodic","job":"j","decoration_config":{"timeout":"2h0m0s","grace_period":"10s"}}"#;
+        let spec: JobSpec = serde_json::from_str(raw).unwrap();
+        assert_eq!(
+            serde_json::to_string(&spec).unwrap(),
+            r#"{"type":"periodic","job":"j","decoration_config":{"grace_period":"10s","timeout":"2h0m0s"}}"#
+        );
+    }
+
     #[test]
     fn presubmit_env_and_aliases() {
         let spec: JobSpec = serde_json::from_str(
