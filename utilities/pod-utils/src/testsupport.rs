@@ -12,7 +12,7 @@ thread), so both plain and `#[tokio::test]` tests can use it.
 */
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -44,11 +44,22 @@ pub fn skip_or_fail<T>(what: &str, why: String) -> Option<T> {
 
 /// A port nobody listens on right now.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    free_port_on(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// A port nobody listens on right now at `ip`.
+pub fn free_port_on(ip: IpAddr) -> std::io::Result<u16> {
+    Ok(TcpListener::bind(SocketAddr::new(ip, 0))?
+        .local_addr()?
+        .port())
 }
 
 fn wait_for_port(port: u16, child: &mut Child, timeout: Duration) -> Result<(), String> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_for_addr(SocketAddr::from(([127, 0, 0, 1], port)), child, timeout)
+}
+
+fn wait_for_addr(addr: SocketAddr, child: &mut Child, timeout: Duration) -> Result<(), String> {
+    let port = addr.port();
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
@@ -173,84 +184,90 @@ impl FakeGcs {
 
     /// Every object in `bucket`, sorted by name, with its stored bytes.
     pub fn objects(&self, bucket: &str) -> Vec<StoredObject> {
-        let base = self.url();
-        let bucket = bucket.to_string();
-        block(move || {
-            Box::pin(async move {
-                let http = reqwest::Client::new();
-                let b = utf8_percent_encode(&bucket, NON_ALPHANUMERIC).to_string();
-                let mut out = Vec::new();
-                let mut page: Option<String> = None;
-                loop {
-                    let mut url = format!("{base}/storage/v1/b/{b}/o");
-                    if let Some(p) = &page {
-                        url.push_str(&format!(
-                            "?pageToken={}",
-                            utf8_percent_encode(p, NON_ALPHANUMERIC)
-                        ));
-                    }
-                    let list: serde_json::Value = serde_json::from_slice(
-                        &http
-                            .get(&url)
-                            .send()
-                            .await
-                            .expect("list objects")
-                            .bytes()
-                            .await
-                            .expect("list body"),
-                    )
-                    .expect("list json");
-                    for item in list["items"].as_array().cloned().unwrap_or_default() {
-                        let name = item["name"].as_str().unwrap_or_default().to_string();
-                        let data = http
-                            .get(format!(
-                                "{base}/download/storage/v1/b/{b}/o/{}?alt=media",
-                                utf8_percent_encode(&name, NON_ALPHANUMERIC)
-                            ))
-                            .header("Accept-Encoding", "gzip")
-                            .send()
-                            .await
-                            .expect("download")
-                            .error_for_status()
-                            .expect("download status")
-                            .bytes()
-                            .await
-                            .expect("download body")
-                            .to_vec();
-                        let s = |k: &str| {
-                            item[k]
-                                .as_str()
-                                .filter(|v| !v.is_empty())
-                                .map(str::to_string)
-                        };
-                        let metadata = item["metadata"]
-                            .as_object()
-                            .map(|m| {
-                                m.iter()
-                                    .map(|(k, v)| {
-                                        (k.clone(), v.as_str().unwrap_or_default().to_string())
-                                    })
-                                    .collect()
-                            })
-                            .unwrap_or_default();
-                        out.push(StoredObject {
-                            content_type: s("contentType"),
-                            content_encoding: s("contentEncoding"),
-                            name,
-                            metadata,
-                            data,
-                        });
-                    }
-                    page = list["nextPageToken"].as_str().map(str::to_string);
-                    if page.is_none() {
-                        break;
-                    }
-                }
-                out.sort_by(|a, b| a.name.cmp(&b.name));
-                out
-            })
-        })
+        gcs_objects(&self.url(), bucket)
     }
+}
+
+/// Every object in `bucket` of the fake-gcs-server at `base` (`http://host:port`), sorted by
+/// name, with its stored bytes: also for a server this module did not start (a container).
+pub fn gcs_objects(base: &str, bucket: &str) -> Vec<StoredObject> {
+    let base = base.to_string();
+    let bucket = bucket.to_string();
+    block(move || {
+        Box::pin(async move {
+            let http = reqwest::Client::new();
+            let b = utf8_percent_encode(&bucket, NON_ALPHANUMERIC).to_string();
+            let mut out = Vec::new();
+            let mut page: Option<String> = None;
+            loop {
+                let mut url = format!("{base}/storage/v1/b/{b}/o");
+                if let Some(p) = &page {
+                    url.push_str(&format!(
+                        "?pageToken={}",
+                        utf8_percent_encode(p, NON_ALPHANUMERIC)
+                    ));
+                }
+                let list: serde_json::Value = serde_json::from_slice(
+                    &http
+                        .get(&url)
+                        .send()
+                        .await
+                        .expect("list objects")
+                        .bytes()
+                        .await
+                        .expect("list body"),
+                )
+                .expect("list json");
+                for item in list["items"].as_array().cloned().unwrap_or_default() {
+                    let name = item["name"].as_str().unwrap_or_default().to_string();
+                    let data = http
+                        .get(format!(
+                            "{base}/download/storage/v1/b/{b}/o/{}?alt=media",
+                            utf8_percent_encode(&name, NON_ALPHANUMERIC)
+                        ))
+                        .header("Accept-Encoding", "gzip")
+                        .send()
+                        .await
+                        .expect("download")
+                        .error_for_status()
+                        .expect("download status")
+                        .bytes()
+                        .await
+                        .expect("download body")
+                        .to_vec();
+                    let s = |k: &str| {
+                        item[k]
+                            .as_str()
+                            .filter(|v| !v.is_empty())
+                            .map(str::to_string)
+                    };
+                    let metadata = item["metadata"]
+                        .as_object()
+                        .map(|m| {
+                            m.iter()
+                                .map(|(k, v)| {
+                                    (k.clone(), v.as_str().unwrap_or_default().to_string())
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    out.push(StoredObject {
+                        content_type: s("contentType"),
+                        content_encoding: s("contentEncoding"),
+                        name,
+                        metadata,
+                        data,
+                    });
+                }
+                page = list["nextPageToken"].as_str().map(str::to_string);
+                if page.is_none() {
+                    break;
+                }
+            }
+            out.sort_by(|a, b| a.name.cmp(&b.name));
+            out
+        })
+    })
 }
 
 impl Drop for FakeGcs {
@@ -262,6 +279,7 @@ impl Drop for FakeGcs {
 /// A running moto S3 server (any credentials are accepted).
 pub struct Moto {
     child: Child,
+    ip: IpAddr,
     port: u16,
 }
 
@@ -270,23 +288,34 @@ impl Moto {
         Some(venv_dir().join("bin/moto_server")).filter(|p| p.exists())
     }
 
-    /// Starts moto and creates `buckets`.
+    /// Starts moto on 127.0.0.1 and creates `buckets`.
     pub fn start(buckets: &[&str]) -> Result<Moto, String> {
+        Self::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST), buckets)
+    }
+
+    /// Starts moto listening on `ip` (a container network's gateway, say) and creates `buckets`.
+    pub fn start_on(ip: IpAddr, buckets: &[&str]) -> Result<Moto, String> {
         let bin = Self::binary()
             .ok_or_else(|| format!("no moto_server under {}", venv_dir().display()))?;
-        let port = free_port().map_err(|e| e.to_string())?;
+        let port = free_port_on(ip).map_err(|e| e.to_string())?;
         let mut child = Command::new(bin)
-            .args(["-H", "127.0.0.1", "-p"])
+            .arg("-H")
+            .arg(ip.to_string())
+            .arg("-p")
             .arg(port.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("start moto_server: {e}"))?;
-        if let Err(e) = wait_for_port(port, &mut child, Duration::from_secs(60)) {
+        if let Err(e) = wait_for_addr(
+            SocketAddr::new(ip, port),
+            &mut child,
+            Duration::from_secs(60),
+        ) {
             kill(&mut child);
             return Err(format!("moto_server: {e}"));
         }
-        let m = Moto { child, port };
+        let m = Moto { child, ip, port };
         for b in buckets {
             let url = format!("{}/{b}", m.url());
             let status = block(move || {
@@ -314,7 +343,7 @@ impl Moto {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}", SocketAddr::new(self.ip, self.port))
     }
 
     /// A `s3_credentials_file` body pointing at this server.
