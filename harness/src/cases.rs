@@ -55,7 +55,10 @@ impl Case {
     pub fn run(&self, runner: &Runner, opts: &RunOptions) -> Result<Outcome> {
         match self {
             Case::Probe(p) => {
-                let o = observe::run(runner, p)?;
+                let o = match opts.backend {
+                    backend::Backend::Qemu => observe::run(runner, p)?,
+                    backend::Backend::Docker => backend::docker::probe(runner, p)?,
+                };
                 Ok(Outcome {
                     text: compare::render(&normalise::observation(&o)),
                     pod: None,
@@ -64,7 +67,7 @@ impl Case {
             Case::Fixture(f) | Case::Selftest(f) => {
                 let repos = git::build_all(f)?;
                 let pod = pod::decorate::decorate(f, &repos)?;
-                let run = backend::qemu::run(&pod, runner, opts)?;
+                let run = backend::run(&pod, runner, opts)?;
                 Ok(Outcome {
                     text: observe::pod(&run, &f.name),
                     pod: Some(run),

@@ -1,14 +1,69 @@
 /*!
 Backends run a [`Pod`](crate::pod::Pod) for an arch and hand back what it left behind as a
-[`PodRun`]; observing, normalising and comparing are the same for every backend.
+[`PodRun`]; observing, normalising and comparing are the same for every backend. [`qemu`] runs
+each container as a process of the arch's binary; [`docker`] runs real containers of the arch's
+images. [`run`] picks one by [`RunOptions::backend`].
 */
 
+pub mod docker;
 pub mod qemu;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
 
+use anyhow::Result;
 use pod_utils::testsupport::StoredObject;
+
+use crate::pod::Pod;
+use crate::runner::Runner;
+
+/// The longest a pod may run before everything in it is killed.
+pub const POD_DEADLINE: Duration = Duration::from_secs(240);
+
+/// Which backend runs the lab's pods.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// Processes under qemu-user (the default).
+    #[default]
+    Qemu,
+    /// Containers on the local Docker Engine.
+    Docker,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Qemu => "qemu",
+            Backend::Docker => "docker",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown backend {0:?}: expected qemu or docker")]
+pub struct UnknownBackend(String);
+
+impl FromStr for Backend {
+    type Err = UnknownBackend;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "qemu" => Ok(Backend::Qemu),
+            "docker" => Ok(Backend::Docker),
+            _ => Err(UnknownBackend(s.to_string())),
+        }
+    }
+}
+
+/// Runs `pod` for the runner's arch with the backend `opts` names.
+pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
+    match opts.backend {
+        Backend::Qemu => qemu::run(pod, runner, opts),
+        Backend::Docker => docker::run(pod, runner, opts),
+    }
+}
 
 /// How one container ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,9 +106,10 @@ pub struct PodRun {
     pub trace_dir: Option<PathBuf>,
 }
 
-/// How to run a pod beyond the defaults: debugging aids for one container.
+/// How to run a pod beyond the defaults: the backend, and debugging aids for one container.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
+    pub backend: Backend,
     /// Trace the system calls of this container's process and of the test command it starts.
     pub strace: Option<String>,
     /// Stop a process of this container at its first instruction and wait for gdb.
@@ -68,4 +124,21 @@ pub struct GdbStop {
     pub port: u16,
     /// The test command entrypoint starts, rather than the container's own process.
     pub child: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_names() {
+        assert_eq!("docker".parse::<Backend>().unwrap(), Backend::Docker);
+        assert_eq!("qemu".parse::<Backend>().unwrap(), Backend::Qemu);
+        assert_eq!(Backend::default(), Backend::Qemu);
+        assert_eq!(Backend::Docker.to_string(), "docker");
+        assert_eq!(
+            "podman".parse::<Backend>().unwrap_err().to_string(),
+            r#"unknown backend "podman": expected qemu or docker"#
+        );
+    }
 }

@@ -16,15 +16,12 @@ use anyhow::{Context, Result};
 use pod_utils::testsupport::{FakeGcs, Moto, StoredObject};
 use serde_json::Value;
 
-use super::{Checkout, ContainerExit, PodRun, RunOptions};
+use super::{Checkout, ContainerExit, POD_DEADLINE, PodRun, RunOptions};
 use crate::build;
 use crate::observe::exit_text;
 use crate::pod::{self, BUCKET, Container, Pod, STORAGE_ENDPOINT, Storage, VolumeSource};
 use crate::runner::Runner;
 use crate::target::Arch;
-
-/// The longest a pod may run before everything in it is killed.
-const POD_DEADLINE: Duration = Duration::from_secs(240);
 
 /// Whether foreign children run through binfmt_misc or with the emulator in front.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

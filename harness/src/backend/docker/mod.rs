@@ -1,0 +1,586 @@
+/*!
+The Docker backend: the same [`Pod`] as real containers of the arch's images on the local Docker
+Engine (through bollard), handing back the same [`PodRun`] as the qemu backend, so one golden
+serves both.
+
+- **Images**: the utilities and `fixture-job` from the daemonless builder, fake-gcs-server as a
+  scratch image ([`images`]); loaded once per arch per run.
+- **Network**: a private internal bridge per pod (no route out). fake-gcs-server runs on it as a
+  container and the pod reaches it by container name, so the name is resolved by Docker's DNS
+  from inside our static images. moto has no image: it runs on the host, listening on the
+  network's gateway address (the host's address on that bridge, reachable from nowhere else).
+  The host reads the bucket back through the server container's address on the bridge.
+- **Volumes**: folders of `target/lab/pods-docker/<arch>/<pod>/vol/` bind-mounted where the pod
+  mounts them (emptyDirs mode 0777 like Kubernetes', secrets read-only, the fixture remotes at
+  their own path), so logs, output and checkouts are read from the host afterwards.
+- **Order**: init containers one by one (the first failure leaves the rest "not started"), then
+  the test containers and sidecar together; `delete_after_ms` sends SIGTERM to those still
+  running; the pod deadline SIGKILLs them.
+- **User**: every container runs as `0:0`, as the qemu backend's processes run as the invoking
+  user (root here): the images' `nonroot` user could not open the root-owned fixture remotes
+  (libgit2 refuses repositories of another owner) nor write root-owned secret folders.
+- **Foreign arches**: binfmt_misc when it has the arch with flag F, else the host's static qemu
+  mounted at [`spec::EMULATOR_PATH`] as each container's entrypoint and before the test command
+  (see [`spec::Mode`]).
+- **Not supported**: the syscall trace and gdb options of [`RunOptions`] (qemu-backend
+  features); they are ignored with a warning. `no_deadline` is honoured.
+- **Cleanup**: see [`engine`].
+*/
+
+pub mod engine;
+pub mod images;
+pub mod spec;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
+use pod_utils::testsupport::{Moto, StoredObject};
+
+use super::{Checkout, ContainerExit, POD_DEADLINE, PodRun, RunOptions};
+use crate::build;
+use crate::observe::Observation;
+use crate::pod::{self, BUCKET, Container, Image, Pod, Storage, VolumeSource};
+use crate::probe::Probe;
+use crate::runner::Runner;
+use crate::target::Arch;
+use engine::{Engine, Objects};
+use spec::Mode;
+
+/// fake-gcs-server's port inside its container.
+const GCS_PORT: u16 = 4443;
+
+enum Server {
+    Gcs { base: String },
+    S3(Moto),
+    None,
+}
+
+/// Everything the containers of one pod share.
+struct Ctx<'a> {
+    engine: &'static Engine,
+    arch: Arch,
+    mode: Mode,
+    emulator: Option<&'a Path>,
+    images: &'a images::Ids,
+    network: Option<String>,
+    endpoint: String,
+    vol_dirs: &'a BTreeMap<String, (PathBuf, bool)>,
+    seq: u64,
+    pod: &'a str,
+}
+
+pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
+    if opts.strace.is_some() || opts.gdb.is_some() {
+        eprintln!("docker backend: syscall traces and gdb are qemu-backend features; ignored");
+    }
+    let engine = engine::get()?;
+    let arch = runner.arch;
+    let images = images::for_arch(engine, arch)?;
+    let mode = spec::mode(runner.emulator.as_deref());
+    announce(arch, mode);
+    let deadline = if opts.no_deadline {
+        Duration::from_secs(365 * 24 * 3600)
+    } else {
+        POD_DEADLINE
+    };
+    let seq = engine.next_seq();
+    let root = build::lab_dir()
+        .join("pods-docker")
+        .join(arch.name())
+        .join(&pod.name);
+    let _ = fs::remove_dir_all(&root);
+    fs::create_dir_all(&root)?;
+    let mut objects = Objects::new(engine);
+    let net = spec::object_name(&engine.run_id, seq, arch.name(), &pod.name, "net");
+    let gateway = objects.network(&net)?;
+
+    let (server, endpoint) = match pod.storage {
+        Storage::Gcs => {
+            let (base, endpoint) = start_fake_gcs(engine, &mut objects, &root, &net, seq)?;
+            (Server::Gcs { base }, endpoint)
+        }
+        Storage::S3 => {
+            let m = Moto::start_on(gateway, &[BUCKET]).map_err(anyhow::Error::msg)?;
+            let u = m.url();
+            (Server::S3(m), u)
+        }
+        Storage::Local => (Server::None, String::new()),
+    };
+
+    // Volumes -> host folders, and whether they are mounted read-only.
+    let mut vol_dirs: BTreeMap<String, (PathBuf, bool)> = BTreeMap::new();
+    for v in &pod.volumes {
+        let (dir, ro) = match &v.source {
+            VolumeSource::HostPath(p) => (PathBuf::from(p), false),
+            VolumeSource::EmptyDir => {
+                let d = root.join("vol").join(&v.name);
+                fs::create_dir_all(&d)?;
+                // Kubernetes makes emptyDirs world-writable.
+                fs::set_permissions(&d, fs::Permissions::from_mode(0o777))?;
+                (d, false)
+            }
+            VolumeSource::Secret(files) => {
+                let d = root.join("vol").join(&v.name);
+                fs::create_dir_all(&d)?;
+                for (name, content) in files {
+                    fs::write(
+                        d.join(name),
+                        content.replace(pod::STORAGE_ENDPOINT, &endpoint),
+                    )?;
+                }
+                (d, true)
+            }
+        };
+        fs::create_dir_all(&dir)?;
+        vol_dirs.insert(v.name.clone(), (dir, ro));
+    }
+    let ctx = Ctx {
+        engine,
+        arch,
+        mode,
+        emulator: runner.emulator.as_deref(),
+        images: &images,
+        network: Some(net.clone()),
+        endpoint,
+        vol_dirs: &vol_dirs,
+        seq,
+        pod: &pod.name,
+    };
+
+    let mut init = Vec::new();
+    let mut failed = false;
+    for c in &pod.init_containers {
+        if failed {
+            init.push(not_started(c));
+            continue;
+        }
+        let exit = ctx.run_together(&mut objects, std::slice::from_ref(c), None, deadline)?;
+        let exit = exit.into_iter().next().context("one container, one exit")?;
+        failed = exit.exit != "0";
+        init.push(exit);
+    }
+    let containers = if failed {
+        pod.containers.iter().map(not_started).collect()
+    } else {
+        let delete = pod.delete_after_ms.map(Duration::from_millis);
+        ctx.run_together(&mut objects, &pod.containers, delete, deadline)?
+    };
+
+    let emulated = runner.emulator.is_some();
+    let cores = crate::triage::collect_cores(&root, emulated)?;
+    let objects_found = match &server {
+        Server::Gcs { base } => pod_utils::testsupport::gcs_objects(base, BUCKET),
+        Server::S3(s) => s.objects(BUCKET),
+        Server::None => match vol_dirs.get("output") {
+            Some((dir, _)) => super::qemu::read_tree(dir)?
+                .into_iter()
+                .map(|(name, data)| StoredObject {
+                    name,
+                    data,
+                    ..Default::default()
+                })
+                .collect(),
+            None => vec![],
+        },
+    };
+    drop(server);
+    drop(objects);
+    let logs = vol_dirs
+        .get("logs")
+        .map(|(d, _)| super::qemu::read_tree(d))
+        .transpose()?
+        .unwrap_or_default();
+    let code = vol_dirs.get("code").map(|(d, _)| d.clone());
+    let checkouts =
+        pod.checkouts
+            .iter()
+            .map(|p| Checkout {
+                path: p.clone(),
+                state: match (&code, p.strip_prefix(CODE_MOUNT)) {
+                    (Some(dir), Some(rest)) => crate::git::describe_checkout(&PathBuf::from(
+                        format!("{}{rest}", dir.display()),
+                    ))
+                    .map_err(|e| format!("{e:#}")),
+                    _ => Err(format!("{p} is not on the code volume")),
+                },
+            })
+            .collect();
+    // Host folders stand for the in-pod paths they are mounted at (error texts name them).
+    let mut path_map: Vec<(String, String)> = pod
+        .init_containers
+        .iter()
+        .chain(&pod.containers)
+        .flat_map(|c| &c.mounts)
+        .filter_map(|m| {
+            vol_dirs
+                .get(&m.volume)
+                .map(|(d, _)| (d.display().to_string(), m.path.clone()))
+        })
+        .collect();
+    path_map.sort();
+    path_map.dedup();
+    path_map.push((root.display().to_string(), "[POD]".into()));
+    let emulation = match mode {
+        Mode::Native => "native".to_string(),
+        m => format!("{} ({}; docker)", runner.emulator_version()?, m.describe()),
+    };
+    Ok(PodRun {
+        init,
+        containers,
+        objects: objects_found,
+        logs,
+        checkouts,
+        path_map,
+        emulation,
+        pod_dir: root,
+        cores,
+        trace_dir: None,
+    })
+}
+
+/// Where the code volume is mounted (checkouts are found below it).
+const CODE_MOUNT: &str = "/home/prow/go";
+
+/// Prints the emulation mode once per arch.
+fn announce(arch: Arch, mode: Mode) {
+    static SEEN: Mutex<Vec<Arch>> = Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if !seen.contains(&arch) {
+        seen.push(arch);
+        let how = match mode {
+            Mode::Explicit => format!(
+                "{} (no binfmt_misc entry with flag F for it; the host's qemu is mounted at {})",
+                mode.describe(),
+                spec::EMULATOR_PATH
+            ),
+            m => m.describe().to_string(),
+        };
+        eprintln!("docker backend: {arch}: {how}");
+    }
+}
+
+fn not_started(c: &Container) -> ContainerExit {
+    ContainerExit {
+        name: c.name.clone(),
+        exit: "not started".into(),
+        stdout: vec![],
+        stderr: vec![],
+    }
+}
+
+/// Starts fake-gcs-server on the pod's network with an empty bucket; returns the address the
+/// host reads it at and the `STORAGE_EMULATOR_HOST` the pod uses (its name).
+fn start_fake_gcs(
+    engine: &'static Engine,
+    objects: &mut Objects,
+    root: &Path,
+    net: &str,
+    seq: u64,
+) -> Result<(String, String)> {
+    let image = images::fake_gcs(engine)?;
+    let name = spec::gcs_name(&engine.run_id, seq);
+    let data = root.join("gcs-data");
+    fs::create_dir_all(data.join(BUCKET))?;
+    let public = format!("{name}:{GCS_PORT}");
+    let cmd = [
+        "-scheme",
+        "http",
+        "-host",
+        "0.0.0.0",
+        "-port",
+        &GCS_PORT.to_string(),
+        "-backend",
+        "memory",
+        "-log-level",
+        "warn",
+        // Links it hands out (resumable upload sessions) must work for the pod's clients.
+        "-public-host",
+        &public,
+        "-data",
+        "/data",
+    ]
+    .map(str::to_string)
+    .to_vec();
+    let body = ContainerCreateBody {
+        image: Some(image),
+        cmd: Some(cmd),
+        labels: Some(engine.labels()),
+        host_config: Some(HostConfig {
+            binds: Some(vec![format!("{}:/data:ro", data.display())]),
+            network_mode: Some(net.to_string()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    objects.create(&name, "linux/amd64", body)?;
+    engine
+        .block_on(engine.docker.start_container(&name, None))
+        .with_context(|| format!("start {name}"))?;
+    let inspect = engine
+        .block_on(engine.docker.inspect_container(&name, None))
+        .with_context(|| format!("inspect {name}"))?;
+    let ip = inspect
+        .network_settings
+        .and_then(|n| n.networks)
+        .and_then(|n| n.get(net).and_then(|e| e.ip_address.clone()))
+        .filter(|ip| !ip.is_empty())
+        .with_context(|| format!("{name} has no address on {net}"))?;
+    let addr: std::net::SocketAddr = format!("{ip}:{GCS_PORT}").parse()?;
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        anyhow::ensure!(
+            std::time::Instant::now() < until,
+            "fake-gcs-server container {name} does not listen on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok((format!("http://{addr}"), public))
+}
+
+impl Ctx<'_> {
+    /// The create body of a pod container.
+    fn body(&self, c: &Container) -> Result<ContainerCreateBody> {
+        let program = match c.image {
+            Image::Utility(u) => u,
+            Image::FixtureJob => "fixture-job",
+        };
+        let image = self
+            .images
+            .get(program)
+            .with_context(|| format!("no image for {program}"))?;
+        let (entrypoint, cmd) = spec::entrypoint_and_cmd(c, self.mode);
+        let mut binds: Vec<String> = c
+            .mounts
+            .iter()
+            .map(|m| {
+                let (dir, ro) = self
+                    .vol_dirs
+                    .get(&m.volume)
+                    .with_context(|| format!("{}: no volume {}", c.name, m.volume))?;
+                let mode = if *ro { ":ro" } else { "" };
+                Ok(format!("{}:{}{mode}", dir.display(), m.path))
+            })
+            .collect::<Result<_>>()?;
+        if self.mode == Mode::Explicit {
+            let emu = self.emulator.context("explicit mode without an emulator")?;
+            binds.push(format!("{}:{}:ro", emu.display(), spec::EMULATOR_PATH));
+        }
+        Ok(ContainerCreateBody {
+            image: Some(image.clone()),
+            entrypoint: Some(entrypoint),
+            cmd: Some(cmd),
+            env: Some(spec::env(c, &self.endpoint, self.mode)?),
+            working_dir: c.working_dir.clone(),
+            user: Some("0:0".into()),
+            labels: Some(self.engine.labels()),
+            host_config: Some(self.host_config(binds)),
+            ..Default::default()
+        })
+    }
+
+    fn host_config(&self, binds: Vec<String>) -> HostConfig {
+        HostConfig {
+            binds: Some(binds),
+            network_mode: Some(self.network.clone().unwrap_or_else(|| "none".into())),
+            // Guest cores (written by qemu into the process's working directory) for triage.
+            ulimits: Some(vec![ResourcesUlimits {
+                name: Some("core".into()),
+                soft: Some(-1),
+                hard: Some(-1),
+            }]),
+            // Output is read from the attach stream; a log driver would keep a second copy.
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("none".into()),
+                config: None,
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Creates and starts `cs` together and waits for all of them: SIGTERM to those still
+    /// running `delete` after the start, SIGKILL at the deadline.
+    fn run_together(
+        &self,
+        objects: &mut Objects,
+        cs: &[Container],
+        delete: Option<Duration>,
+        deadline: Duration,
+    ) -> Result<Vec<ContainerExit>> {
+        let names: Vec<String> = cs
+            .iter()
+            .map(|c| {
+                spec::object_name(
+                    &self.engine.run_id,
+                    self.seq,
+                    self.arch.name(),
+                    self.pod,
+                    &c.name,
+                )
+            })
+            .collect();
+        for (c, name) in cs.iter().zip(&names) {
+            objects.create(name, self.arch.platform(), self.body(c)?)?;
+        }
+        let start = tokio::time::Instant::now();
+        let mut readers = Vec::new();
+        for name in &names {
+            readers.push(objects.start(name)?);
+        }
+        let ends = self.engine.block_on(wait_all(
+            &self.engine.docker,
+            &names,
+            delete.map(|d| start + d),
+            start + deadline,
+        ))?;
+        let mut out = Vec::new();
+        for ((c, reader), end) in cs.iter().zip(readers).zip(ends) {
+            let (stdout, stderr) = objects.output(reader);
+            out.push(ContainerExit {
+                name: c.name.clone(),
+                exit: end,
+                stdout,
+                stderr,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Waits for every container in `names`; the exit texts, in order.
+async fn wait_all(
+    docker: &bollard::Docker,
+    names: &[String],
+    delete_at: Option<tokio::time::Instant>,
+    deadline: tokio::time::Instant,
+) -> Result<Vec<String>> {
+    use futures_util::StreamExt;
+    use futures_util::stream::FuturesUnordered;
+    let mut waits: FuturesUnordered<_> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| async move { (i, engine::wait_exit(docker, n).await) })
+        .collect();
+    let mut codes: Vec<Option<i64>> = vec![None; names.len()];
+    let mut sent: Vec<Vec<i64>> = vec![Vec::new(); names.len()];
+    let mut killed = vec![false; names.len()];
+    let (mut deleted, mut expired) = (delete_at.is_none(), false);
+    let far = deadline + Duration::from_secs(365 * 24 * 3600);
+    while codes.iter().any(Option::is_none) {
+        tokio::select! {
+            Some((i, code)) = waits.next() => codes[i] = Some(code?),
+            _ = tokio::time::sleep_until(delete_at.unwrap_or(far)), if !deleted => {
+                deleted = true;
+                for (i, n) in names.iter().enumerate() {
+                    if codes[i].is_none() && engine::kill(docker, n, "SIGTERM").await {
+                        sent[i].push(15);
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(deadline), if !expired => {
+                expired = true;
+                for (i, n) in names.iter().enumerate() {
+                    if codes[i].is_none() {
+                        killed[i] = engine::kill(docker, n, "SIGKILL").await;
+                    }
+                }
+            }
+        }
+    }
+    Ok(codes
+        .into_iter()
+        .zip(sent)
+        .zip(killed)
+        .map(|((code, sent), killed)| {
+            if killed {
+                "killed at deadline".to_string()
+            } else {
+                spec::exit_text(code.unwrap_or(-1), &sent)
+            }
+        })
+        .collect())
+}
+
+/// Runs a probe as a one-container pod without volumes or network.
+pub fn probe(runner: &Runner, p: &Probe) -> Result<Observation> {
+    let engine = engine::get()?;
+    let arch = runner.arch;
+    let images = images::for_arch(engine, arch)?;
+    let mode = spec::mode(runner.emulator.as_deref());
+    announce(arch, mode);
+    let c = Container {
+        name: "probe".into(),
+        image: Image::Utility(p.utility),
+        command: None,
+        args: p.args.clone(),
+        env: p.env.clone(),
+        mounts: vec![],
+        working_dir: None,
+    };
+    let vol_dirs = BTreeMap::new();
+    let pod = format!("probe-{}", p.name);
+    let ctx = Ctx {
+        engine,
+        arch,
+        mode,
+        emulator: runner.emulator.as_deref(),
+        images: &images,
+        network: None,
+        endpoint: String::new(),
+        vol_dirs: &vol_dirs,
+        seq: engine.next_seq(),
+        pod: &pod,
+    };
+    let mut objects = Objects::new(engine);
+    let exit = ctx
+        .run_together(&mut objects, std::slice::from_ref(&c), None, POD_DEADLINE)?
+        .into_iter()
+        .next()
+        .context("one container, one exit")?;
+    Ok(Observation {
+        exit: exit.exit,
+        stdout: String::from_utf8_lossy(&exit.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&exit.stderr).into_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The engine-facing plumbing without lab binaries: the fake-gcs-server image loads, runs
+    /// on a private network and answers the host; dropping the pod's objects removes them.
+    #[test]
+    fn fake_gcs_runs_on_a_private_network_and_is_cleaned_up() {
+        let Some(engine) = engine::available()
+            .err()
+            .map(|why| pod_utils::testsupport::skip_or_fail::<()>("Docker Engine", why))
+            .map_or_else(|| engine::get().ok(), |_| None)
+        else {
+            return;
+        };
+        let root = tempfile::tempdir().unwrap();
+        let seq = engine.next_seq();
+        let net = spec::object_name(&engine.run_id, seq, "amd64", "plumbing", "net");
+        let mut objects = Objects::new(engine);
+        let gateway = objects.network(&net).unwrap();
+        assert!(gateway.is_ipv4(), "{gateway}");
+        let (base, endpoint) =
+            start_fake_gcs(engine, &mut objects, root.path(), &net, seq).unwrap();
+        assert_eq!(
+            endpoint,
+            format!("{}:{GCS_PORT}", spec::gcs_name(&engine.run_id, seq))
+        );
+        assert_eq!(pod_utils::testsupport::gcs_objects(&base, BUCKET), vec![]);
+        drop(objects);
+        let d = &engine.docker;
+        assert!(engine.block_on(d.inspect_network(&net, None)).is_err());
+        let gcs = spec::gcs_name(&engine.run_id, seq);
+        assert!(engine.block_on(d.inspect_container(&gcs, None)).is_err());
+    }
+}
