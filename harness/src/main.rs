@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use harness::backend::{PodRun, RunOptions};
+use harness::backend::{Backend, PodRun, RunOptions};
 use harness::cases::Case;
 use harness::report::{self, Cell, Report};
 use harness::target::{Arch, Selection};
@@ -62,6 +62,10 @@ enum Cmd {
         /// e.g. the backports build `qemu/provision` unpacks (see `harness toolchain`)
         #[arg(long)]
         qemu: Option<PathBuf>,
+        /// Run the cases as processes under qemu-user (qemu) or as containers on the local
+        /// Docker Engine (docker)
+        #[arg(long, default_value_t = Backend::Qemu)]
+        backend: Backend,
     },
     /// Rerun one fixture on one arch and show why it fails: golden diff, exits, core dumps
     /// with backtraces, log tails; then a syscall trace or a gdb session of the suspect
@@ -221,13 +225,24 @@ layout: {}",
             no_build,
             selftest,
             qemu,
+            backend,
         } => {
             let tc = Toolchain::load()?;
             let arches = arch.0;
+            if backend == Backend::Docker {
+                if let Err(why) = harness::backend::docker::engine::available() {
+                    pod_utils::testsupport::skip_or_fail::<()>("Docker Engine", why);
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
             if !no_build {
                 build::build(&tc, &arches)?;
             }
-            let report = matrix(&tc, &arches, selftest, qemu.as_deref())?;
+            let opts = RunOptions {
+                backend,
+                ..Default::default()
+            };
+            let report = matrix(&tc, &arches, selftest, qemu.as_deref(), &opts)?;
             print!("{}", report.markdown());
             let path = report.write()?;
             println!("\nreport: {}", path.display());
@@ -244,6 +259,7 @@ fn matrix<'a>(
     arches: &[Arch],
     selftest: bool,
     qemu: Option<&Path>,
+    opts: &RunOptions,
 ) -> Result<Report<'a>> {
     let start = Instant::now();
     let mut cases = cases::all()?;
@@ -259,7 +275,7 @@ fn matrix<'a>(
             let t = Instant::now();
             let name = case.name();
             let mut triage = None;
-            let (failure, diff) = match case.run(&runner, &RunOptions::default()) {
+            let (failure, diff) = match case.run(&runner, opts) {
                 Err(e) => (Some(format!("{e:#}")), None),
                 Ok(outcome) => {
                     let got = outcome.text;
@@ -274,7 +290,7 @@ fn matrix<'a>(
                     if let (Some(_), Some(run), Some(fixture)) =
                         (&first, &outcome.pod, case.fixture_name())
                     {
-                        triage = Some(triage_cell(&runner, case, run, fixture));
+                        triage = Some(triage_cell(&runner, case, run, fixture, opts));
                     }
                     (first, diff)
                 }
@@ -300,9 +316,16 @@ fn matrix<'a>(
 
 /// A failing fixture cell's triage: from its run, plus (under emulation) the tail of a syscall
 /// trace of the suspect container from a second, traced run.
-fn triage_cell(runner: &Runner, case: &Case, run: &PodRun, fixture: &str) -> Triage {
+fn triage_cell(
+    runner: &Runner,
+    case: &Case,
+    run: &PodRun,
+    fixture: &str,
+    opts: &RunOptions,
+) -> Triage {
     let mut t = Triage::from_pod(run, runner.arch, fixture);
-    if runner.emulator.is_some() {
+    // Syscall traces are a qemu-backend feature.
+    if runner.emulator.is_some() && opts.backend == Backend::Qemu {
         if let Some(suspect) = t.suspect(run) {
             let opts = RunOptions {
                 strace: Some(suspect),
