@@ -51,10 +51,13 @@ enum Server {
 
 pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
     let arch = runner.arch;
-    let root = build::lab_dir()
-        .join("pods")
-        .join(arch.name())
-        .join(&pod.name);
+    // A traced or debugged rerun gets its own folder: the plain run's (and its cores) stay.
+    let folder = match (&opts.strace, &opts.gdb) {
+        (Some(_), _) => format!("{}.strace", pod.name),
+        (None, Some(_)) => format!("{}.gdb", pod.name),
+        (None, None) => pod.name.clone(),
+    };
+    let root = build::lab_dir().join("pods").join(arch.name()).join(folder);
     let _ = fs::remove_dir_all(&root);
     fs::create_dir_all(root.join("containers"))?;
     let mut mode = child_mode(runner);
