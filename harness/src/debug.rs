@@ -249,15 +249,68 @@ pub fn gdb_command(debug_bin: &Path, port: u16) -> String {
     )
 }
 
+/// Waits until something listens on `port`. Read from /proc/net/tcp{,6} rather than by
+/// connecting: qemu's gdbstub takes the first connection as its debugger, and a probe that
+/// hangs up would let the guest run on unobserved.
 fn wait_for_port(port: u16, limit: Duration) -> Result<()> {
     let start = std::time::Instant::now();
     while start.elapsed() < limit {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if listening(port) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     bail!("nothing listened on port {port} within {limit:?}")
+}
+
+fn listening(port: u16) -> bool {
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
+        std::fs::read_to_string(f)
+            .map(|t| listening_in(&t, port))
+            .unwrap_or(false)
+    })
+}
+
+/// Whether a /proc/net/tcp table has a socket in LISTEN (`0A`) on `port`.
+fn listening_in(table: &str, port: u16) -> bool {
+    let want = format!(":{port:04X}");
+    table.lines().skip(1).any(|l| {
+        let mut f = l.split_whitespace();
+        let local = f.nth(1).unwrap_or_default();
+        let state = f.nth(1).unwrap_or_default();
+        local.ends_with(&want) && state == "0A"
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_sockets_are_found_by_port() {
+        let t = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:04D2 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0
+   1: 0100007F:1F90 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 20 4 30 10 -1
+";
+        assert!(listening_in(t, 1234));
+        assert!(!listening_in(t, 8080), "established, not listening");
+        assert!(!listening_in(t, 4321));
+    }
+
+    #[test]
+    fn qemu_folders_resolve_with_or_without_suffix() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("qemu-s390x"), b"").unwrap();
+        let got = resolve_qemu(Arch::S390x, Some(d.path())).unwrap();
+        assert_eq!(got, Some(d.path().join("qemu-s390x")));
+        std::fs::write(d.path().join("qemu-aarch64-static"), b"").unwrap();
+        let got = resolve_qemu(Arch::Arm64, Some(d.path())).unwrap();
+        assert_eq!(got, Some(d.path().join("qemu-aarch64-static")));
+        assert!(resolve_qemu(Arch::Ppc64le, Some(d.path())).is_err());
+        let file = d.path().join("qemu-s390x");
+        assert_eq!(resolve_qemu(Arch::S390x, Some(&file)).unwrap(), Some(file));
+        assert_eq!(resolve_qemu(Arch::S390x, None).unwrap(), None);
+    }
 }
 
 /// Runs gdb-multiarch in batch mode against the stopped guest: connect, continue to the crash,
