@@ -18,6 +18,9 @@ pub struct Toolchain {
     pub rustc_release: String,
     pub llvm_version: String,
     pub qemu_version: String,
+    /// A second qemu-user build (the distribution's backports) for `--qemu`, if provisioned.
+    #[serde(default)]
+    pub alt_qemu_dir: String,
     pub targets: Vec<String>,
 }
 
