@@ -213,7 +213,9 @@ fn selftest_byte_order(arch: Arch, opts: &RunOptions) -> Result<(), Failed> {
     let want = compare::golden(name)
         .ok_or("the self-test golden is missing; run the lab on amd64 first")?;
     match compare::first_difference(&want, &got) {
-        Some(d) if d.contains("hash-native") || d.contains("native-order") => Ok(()),
+        // The differing line is the hash itself: 1's bytes little-endian in the golden,
+        // big-endian in what s390x printed.
+        Some(d) if d.contains("0100000000000000") && d.contains("0000000000000001") => Ok(()),
         Some(d) => {
             Err(format!("{arch}: the lab saw a difference, but not the byte-order one: {d}").into())
         }
