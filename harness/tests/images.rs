@@ -36,10 +36,14 @@ fn options(out: PathBuf) -> Options {
 }
 
 /// The lab's binaries for every arch (incremental: seconds when they are current).
+/// `TETRAPOD_IMAGES_NO_BUILD=1` packages what `target/lab` holds, like `images --no-build`.
 fn lab_binaries() -> Result<(), String> {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
+            if std::env::var_os("TETRAPOD_IMAGES_NO_BUILD").is_some_and(|v| v == "1") {
+                return Ok(());
+            }
             let tc = Toolchain::load().map_err(|e| e.to_string())?;
             build::build(&tc, &ALL).map_err(|e| format!("{e:#}"))
         })

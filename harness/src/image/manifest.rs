@@ -120,16 +120,19 @@ pub fn manifest(
         .build()?)
 }
 
+/// An index; without annotations when `annotations` is empty (the referrers index).
 pub fn index(
     manifests: Vec<Descriptor>,
     annotations: HashMap<String, String>,
 ) -> Result<ImageIndex> {
-    Ok(ImageIndexBuilder::default()
+    let mut b = ImageIndexBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageIndex)
-        .manifests(manifests)
-        .annotations(annotations)
-        .build()?)
+        .manifests(manifests);
+    if !annotations.is_empty() {
+        b = b.annotations(annotations);
+    }
+    Ok(b.build()?)
 }
 
 /// The SBOM's manifest: `empty` is the descriptor of the `{}` config blob, `sbom` of the SPDX

@@ -219,26 +219,19 @@ fn write_layout(opts: &Options, dir: &Path) -> Result<Vec<ProgramImages>> {
         crates.insert(arch, sbom::Crates::load(&arch.target().triple)?);
     }
     let mut out = Vec::new();
+    let mut apps = program_layers(opts)?;
     for program in programs() {
         let mut images = Vec::new();
         for &arch in &opts.arches {
-            let bin = build::binary(arch, program.name);
-            let binary = std::fs::read(&bin).with_context(|| {
-                format!(
-                    "read {} (build it: `cargo run -p harness -- build --arch {arch}`)",
-                    bin.display()
-                )
-            })?;
-            build::check_elf(&bin, arch)?;
-            let binary_size = binary.len() as u64;
-            let binary_sha256 = rootfs::sha256(&binary)["sha256:".len()..].to_string();
-            let app = Layer::new(&rootfs::program_tree(&program.path, binary), epoch)?;
+            let app = apps
+                .remove(&(program.name, arch))
+                .expect("a layer for every program and arch");
             let app_desc = w.blob(MediaType::ImageLayerGzip, &app.gzip)?;
             let config = manifest::config(&manifest::ConfigInput {
                 arch,
                 program: program.name,
                 path: &program.path,
-                diff_ids: vec![base.diff_id(), app.diff_id()],
+                diff_ids: vec![base.diff_id(), app.diff_id.clone()],
                 source: &opts.source,
             })?;
             let config_desc = w.json(MediaType::ImageConfig, &config)?;
@@ -258,7 +251,7 @@ fn write_layout(opts: &Options, dir: &Path) -> Result<Vec<ProgramImages>> {
                 program: program.name,
                 arch,
                 path: &program.path,
-                binary_sha256,
+                binary_sha256: app.binary_sha256.clone(),
                 manifest_digest: m_desc.digest().to_string(),
                 source: &opts.source,
                 components: &crates[&arch].components(program.name, &opts.source)?,
@@ -280,7 +273,7 @@ fn write_layout(opts: &Options, dir: &Path) -> Result<Vec<ProgramImages>> {
                 config: config_desc,
                 layers,
                 sbom: sm_desc,
-                binary_size,
+                binary_size: app.binary_size,
             });
         }
         let idx = manifest::index(
@@ -297,6 +290,68 @@ fn write_layout(opts: &Options, dir: &Path) -> Result<Vec<ProgramImages>> {
     }
     w.finish()?;
     Ok(out)
+}
+
+/// A program's layer for one arch, and what the SBOM says about its binary.
+struct ProgramLayer {
+    diff_id: String,
+    gzip: Vec<u8>,
+    binary_size: u64,
+    /// sha256 hex of the binary.
+    binary_sha256: String,
+}
+
+/// Every program's layer for every arch, compressed on all cores (gzip is most of the time).
+fn program_layers(opts: &Options) -> Result<BTreeMap<(&'static str, Arch), ProgramLayer>> {
+    let jobs: Vec<(Program, Arch)> = programs()
+        .into_iter()
+        .flat_map(|p| opts.arches.iter().map(move |&a| (p.clone(), a)))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let results = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(jobs.len()) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((program, arch)) = jobs.get(i) else {
+                        break;
+                    };
+                    let r = program_layer(program, *arch, opts.source.epoch);
+                    results
+                        .lock()
+                        .expect("no panics while holding it")
+                        .push(((program.name, *arch), r));
+                }
+            });
+        }
+    });
+    let mut out = BTreeMap::new();
+    for (key, r) in results.into_inner().expect("threads are done") {
+        out.insert(key, r?);
+    }
+    Ok(out)
+}
+
+fn program_layer(program: &Program, arch: Arch, epoch: u64) -> Result<ProgramLayer> {
+    let bin = build::binary(arch, program.name);
+    let binary = std::fs::read(&bin).with_context(|| {
+        format!(
+            "read {} (build it: `cargo run -p harness -- build --arch {arch}`)",
+            bin.display()
+        )
+    })?;
+    build::check_elf(&bin, arch)?;
+    let binary_size = binary.len() as u64;
+    let binary_sha256 = rootfs::sha256(&binary)["sha256:".len()..].to_string();
+    let layer = Layer::new(&rootfs::program_tree(&program.path, binary), epoch)?;
+    Ok(ProgramLayer {
+        diff_id: layer.diff_id(),
+        gzip: layer.gzip,
+        binary_size,
+        binary_sha256,
+    })
 }
 
 /// `<dir>.<suffix>` beside `dir`.

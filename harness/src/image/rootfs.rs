@@ -24,8 +24,9 @@ pub const CA_BUNDLE_PATH: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// Debian's copy of the Mozilla CA set, as the ca-certificates package ships it.
 const MOZILLA_CERTS: &str = "/usr/share/ca-certificates/mozilla";
 
-/// Part of the reproducibility contract: changing it changes every layer digest.
-pub const GZIP_LEVEL: u32 = 9;
+/// Part of the reproducibility contract: changing it changes every layer digest. 6, not 9: on
+/// our binaries 9 saves about 0.5% for twice the time.
+pub const GZIP_LEVEL: u32 = 6;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Kind {
@@ -334,8 +335,8 @@ mod tests {
     #[test]
     fn gzip_header_is_fixed_and_the_layer_is_reproducible() {
         let z = gzip(b"hello").unwrap();
-        // magic, deflate, no flags (no name), mtime 0, XFL (2: best), OS 255
-        assert_eq!(&z[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 2, 255]);
+        // magic, deflate, no flags (no name), mtime 0, XFL (0: neither fastest nor best), OS 255
+        assert_eq!(&z[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
         let t = program_tree("/ko-app/x", vec![1, 2, 3]);
         let (a, b) = (Layer::new(&t, 5).unwrap(), Layer::new(&t, 5).unwrap());
         assert_eq!(a.gzip, b.gzip);

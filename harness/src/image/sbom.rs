@@ -473,7 +473,8 @@ pub fn spdx(s: &Subject) -> Result<Vec<u8>> {
     let mut packages = Vec::new();
     let mut rels = vec![rel("SPDXRef-DOCUMENT", "DESCRIBES", "SPDXRef-image")];
 
-    let mut image = Component::new("image", s.program, Some(s.source.revision.clone()), "");
+    let name = format!("{} image", s.program);
+    let mut image = Component::new("image", &name, Some(s.source.revision.clone()), "");
     image.license = None;
     image.download = Some(format!("git+{}@{}", s.source.url, s.source.revision));
     image.purl = Some(format!(
