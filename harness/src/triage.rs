@@ -61,6 +61,10 @@ impl Triage {
         };
         for c in run.init.iter().chain(&run.containers) {
             t.exits.push(format!("{}: exit {}", c.name, c.exit));
+            // A container that ended well has nothing to tell here beyond the diff.
+            if c.exit == "0" {
+                continue;
+            }
             for (stream, bytes) in [("stdout", &c.stdout), ("stderr", &c.stderr)] {
                 if !bytes.is_empty() {
                     t.log_tails
@@ -120,8 +124,11 @@ impl Triage {
                 c.core.display()
             );
             s.push_str("\n```\n");
-            for f in &c.backtrace {
+            for f in c.backtrace.iter().take(FRAMES) {
                 let _ = writeln!(s, "{f}");
+            }
+            if c.backtrace.len() > FRAMES {
+                let _ = writeln!(s, "... {} more frames", c.backtrace.len() - FRAMES);
             }
             s.push_str("```\n");
         }
@@ -157,6 +164,9 @@ fn crash_container(run: &PodRun, program: &str) -> String {
         .map(|c| c.name.clone())
         .unwrap_or_else(|| program.to_string())
 }
+
+/// How many backtrace frames the report shows (the runtime's start-up frames follow).
+const FRAMES: usize = 10;
 
 /// How many lines a tail keeps.
 pub const TAIL: usize = 12;

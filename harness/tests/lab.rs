@@ -19,7 +19,7 @@ use harness::{build, compare, fixture, runner::Runner};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 fn main() -> ExitCode {
-    let (arches, backend, rest) = match split_args(std::env::args().collect()) {
+    let (arches, backend, no_build, rest) = match split_args(std::env::args().collect()) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("lab: {e}");
@@ -27,7 +27,7 @@ fn main() -> ExitCode {
         }
     };
     let args = Arguments::from_iter(rest);
-    if !args.list {
+    if !args.list && !no_build {
         let built = Toolchain::load()
             .map_err(anyhow::Error::from)
             .and_then(|tc| build::build(&tc, &arches));
@@ -104,14 +104,21 @@ fn main() -> ExitCode {
     libtest_mimic::run(&args, trials).exit_code()
 }
 
-/// Pulls `--arch X` / `--arch=X` and `--backend X` / `--backend=X` out of the arguments; the
-/// rest is libtest's.
-fn split_args(args: Vec<String>) -> Result<(Vec<Arch>, Backend, Vec<String>), String> {
+type LabArgs = (Vec<Arch>, Backend, bool, Vec<String>);
+
+/// Pulls `--arch X` / `--arch=X`, `--backend X` / `--backend=X` and `--no-build` (use the
+/// binaries already in target/lab) out of the arguments; the rest is libtest's.
+fn split_args(args: Vec<String>) -> Result<LabArgs, String> {
     let mut arches = target::ALL.to_vec();
     let mut backend = Backend::default();
+    let mut no_build = false;
     let mut rest = Vec::new();
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
+        if a == "--no-build" {
+            no_build = true;
+            continue;
+        }
         let mut value = |flag: &str| -> Result<Option<String>, String> {
             if a == flag {
                 return it
@@ -131,7 +138,7 @@ fn split_args(args: Vec<String>) -> Result<(Vec<Arch>, Backend, Vec<String>), St
             rest.push(a);
         }
     }
-    Ok((arches, backend, rest))
+    Ok((arches, backend, no_build, rest))
 }
 
 /// Proves the runner really runs the arch's binary: the binary is an ELF of that arch, and for
