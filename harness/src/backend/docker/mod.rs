@@ -40,6 +40,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
+use futures_util::StreamExt;
 use pod_utils::testsupport::{Moto, StoredObject};
 
 use super::{Checkout, ContainerExit, POD_DEADLINE, PodRun, RunOptions};
@@ -73,6 +74,8 @@ struct Ctx<'a> {
     vol_dirs: &'a BTreeMap<String, (PathBuf, bool)>,
     seq: u64,
     pod: &'a str,
+    /// The pod's folder (`None` for a probe): where guest cores are kept.
+    root: Option<&'a Path>,
 }
 
 pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
@@ -151,6 +154,7 @@ pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
         vol_dirs: &vol_dirs,
         seq,
         pod: &pod.name,
+        root: Some(&root),
     };
 
     let mut init = Vec::new();
@@ -375,7 +379,7 @@ impl Ctx<'_> {
             image: Some(image.clone()),
             entrypoint: Some(entrypoint),
             cmd: Some(cmd),
-            env: Some(spec::env(c, &self.endpoint, self.mode)?),
+            env: Some(spec::env(c, &self.endpoint, self.mode)),
             working_dir: c.working_dir.clone(),
             user: Some("0:0".into()),
             labels: Some(self.engine.labels()),
@@ -439,7 +443,10 @@ impl Ctx<'_> {
             start + deadline,
         ))?;
         let mut out = Vec::new();
-        for ((c, reader), end) in cs.iter().zip(readers).zip(ends) {
+        for (((c, reader), end), name) in cs.iter().zip(readers).zip(ends).zip(&names) {
+            if end != "0" && self.mode != Mode::Native && c.working_dir.is_none() {
+                self.keep_cores(name, &c.name)?;
+            }
             let (stdout, stderr) = objects.output(reader);
             out.push(ContainerExit {
                 name: c.name.clone(),
@@ -452,6 +459,41 @@ impl Ctx<'_> {
     }
 }
 
+impl Ctx<'_> {
+    /// Copies the guest cores qemu wrote into a container's own file system (its working
+    /// directory is `/`, no volume) to `<pod>/containers/<container>/`, where the pod's cores
+    /// are collected for triage; a container's file system goes with the container.
+    fn keep_cores(&self, name: &str, container: &str) -> Result<()> {
+        let Some(root) = self.root else {
+            return Ok(());
+        };
+        let e = self.engine;
+        let tar = e.block_on(async {
+            let mut s = e.docker.export_container(name);
+            let mut tar = Vec::new();
+            while let Some(chunk) = s.next().await {
+                tar.extend_from_slice(&chunk?);
+            }
+            Ok::<_, bollard::errors::Error>(tar)
+        });
+        let Ok(tar) = tar else {
+            return Ok(());
+        };
+        let dest = root.join("containers").join(container);
+        let mut a = tar::Archive::new(&tar[..]);
+        for entry in a.entries()? {
+            let mut entry = entry?;
+            let path = entry.path()?.to_string_lossy().into_owned();
+            let file = path.trim_start_matches("./");
+            if !file.contains('/') && file.starts_with("qemu_") && file.ends_with(".core") {
+                fs::create_dir_all(&dest)?;
+                entry.unpack(dest.join(file))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Waits for every container in `names`; the exit texts, in order.
 async fn wait_all(
     docker: &bollard::Docker,
@@ -459,7 +501,6 @@ async fn wait_all(
     delete_at: Option<tokio::time::Instant>,
     deadline: tokio::time::Instant,
 ) -> Result<Vec<String>> {
-    use futures_util::StreamExt;
     use futures_util::stream::FuturesUnordered;
     let mut waits: FuturesUnordered<_> = names
         .iter()
@@ -535,6 +576,7 @@ pub fn probe(runner: &Runner, p: &Probe) -> Result<Observation> {
         vol_dirs: &vol_dirs,
         seq: engine.next_seq(),
         pod: &pod,
+        root: None,
     };
     let mut objects = Objects::new(engine);
     let exit = ctx

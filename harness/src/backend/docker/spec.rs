@@ -7,7 +7,6 @@ No I/O but reading one binfmt_misc entry.
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
 use serde_json::Value;
 
 use crate::pod::{Container, STORAGE_ENDPOINT};
@@ -95,7 +94,7 @@ pub fn entrypoint_and_cmd(c: &Container, mode: Mode) -> (Vec<String>, Vec<String
 /// `QEMU_*` dropped (qemu would apply them to the guest and its children; see `runner`). In
 /// explicit mode the test command in ENTRYPOINT_OPTIONS gets the emulator in front, since
 /// entrypoint's child is a foreign binary too.
-pub fn env(c: &Container, endpoint: &str, mode: Mode) -> Result<Vec<String>> {
+pub fn env(c: &Container, endpoint: &str, mode: Mode) -> Vec<String> {
     let mut out = Vec::new();
     for (k, v) in &c.env {
         if k.starts_with("QEMU_") {
@@ -103,22 +102,28 @@ pub fn env(c: &Container, endpoint: &str, mode: Mode) -> Result<Vec<String>> {
         }
         let v = v.replace(STORAGE_ENDPOINT, endpoint);
         let v = if k == "ENTRYPOINT_OPTIONS" && mode == Mode::Explicit {
-            emulated_entrypoint_options(&v)?
+            emulated_entrypoint_options(&v)
         } else {
             v
         };
         out.push(format!("{k}={v}"));
     }
-    Ok(out)
+    out
 }
 
-/// ENTRYPOINT_OPTIONS with the emulator put before the wrapped command's `args`.
-pub fn emulated_entrypoint_options(json: &str) -> Result<String> {
-    let mut v: Value = serde_json::from_str(json).context("ENTRYPOINT_OPTIONS")?;
-    if let Some(args) = v.get_mut("args").and_then(Value::as_array_mut) {
-        args.insert(0, Value::from(EMULATOR_PATH));
+/// ENTRYPOINT_OPTIONS with the emulator put before the wrapped command's `args`; options that
+/// are no JSON object (the probes' bad options) are left for entrypoint to reject.
+pub fn emulated_entrypoint_options(json: &str) -> String {
+    let Ok(mut v) = serde_json::from_str::<Value>(json) else {
+        return json.to_string();
+    };
+    match v.get_mut("args").and_then(Value::as_array_mut) {
+        Some(args) => {
+            args.insert(0, Value::from(EMULATOR_PATH));
+            v.to_string()
+        }
+        None => json.to_string(),
     }
-    Ok(v.to_string())
 }
 
 /// Signals no program exits with on purpose: an exit of 128 + one of them is a death.
@@ -266,7 +271,7 @@ mod tests {
                 ("STORAGE_EMULATOR_HOST", STORAGE_ENDPOINT),
             ],
         );
-        let native = env(&c, "gcs:4443", Mode::Native).unwrap();
+        let native = env(&c, "gcs:4443", Mode::Native);
         assert_eq!(
             native,
             [
@@ -274,8 +279,8 @@ mod tests {
                 "STORAGE_EMULATOR_HOST=gcs:4443".to_string()
             ]
         );
-        assert_eq!(env(&c, "gcs:4443", Mode::Binfmt).unwrap(), native);
-        let explicit = env(&c, "gcs:4443", Mode::Explicit).unwrap();
+        assert_eq!(env(&c, "gcs:4443", Mode::Binfmt), native);
+        let explicit = env(&c, "gcs:4443", Mode::Explicit);
         let v: Value =
             serde_json::from_str(explicit[0].strip_prefix("ENTRYPOINT_OPTIONS=").unwrap()).unwrap();
         assert_eq!(
@@ -283,14 +288,13 @@ mod tests {
             serde_json::json!([EMULATOR_PATH, "/usr/local/bin/fixture-job", "print", "x"])
         );
         assert_eq!(v["timeout"], 1);
-        assert!(
-            env(
-                &container(None, &[], &[("ENTRYPOINT_OPTIONS", "{")]),
-                "",
-                Mode::Explicit
-            )
-            .is_err()
-        );
+        for bad in ["{", "", "{}", "[1]"] {
+            let c = container(None, &[], &[("ENTRYPOINT_OPTIONS", bad)]);
+            assert_eq!(
+                env(&c, "", Mode::Explicit),
+                [format!("ENTRYPOINT_OPTIONS={bad}")]
+            );
+        }
     }
 
     #[test]
