@@ -517,18 +517,14 @@ async fn wait_all(
             Some((i, code)) = waits.next() => codes[i] = Some(code?),
             _ = tokio::time::sleep_until(delete_at.unwrap_or(far)), if !deleted => {
                 deleted = true;
-                for (i, n) in names.iter().enumerate() {
-                    if codes[i].is_none() && engine::kill(docker, n, "SIGTERM").await {
-                        sent[i].push(15);
-                    }
+                for i in kill_running(docker, names, &codes, "SIGTERM").await {
+                    sent[i].push(15);
                 }
             }
             _ = tokio::time::sleep_until(deadline), if !expired => {
                 expired = true;
-                for (i, n) in names.iter().enumerate() {
-                    if codes[i].is_none() {
-                        killed[i] = engine::kill(docker, n, "SIGKILL").await;
-                    }
+                for i in kill_running(docker, names, &codes, "SIGKILL").await {
+                    killed[i] = true;
                 }
             }
         }
@@ -545,6 +541,27 @@ async fn wait_all(
             }
         })
         .collect())
+}
+
+/// Signals every container not known to have ended, all requests at once (the kubelet signals
+/// a pod's containers together; one after the other, sidecar could finish its uploads before
+/// its own SIGTERM arrives). Returns the indexes of those that were signalled.
+async fn kill_running(
+    docker: &bollard::Docker,
+    names: &[String],
+    codes: &[Option<i64>],
+    signal: &str,
+) -> Vec<usize> {
+    let kills = names
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| codes[*i].is_none())
+        .map(|(i, n)| async move { engine::kill(docker, n, signal).await.then_some(i) });
+    futures_util::future::join_all(kills)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// Runs a probe as a one-container pod without volumes or network.
