@@ -282,6 +282,25 @@ fn listening_in(table: &str, port: u16) -> bool {
     })
 }
 
+/// Runs gdb-multiarch in batch mode against the stopped guest: connect, continue to the crash,
+/// then `cmds`; returns what gdb printed.
+fn run_gdb_batch(debug_bin: &Path, port: u16, cmds: &[String]) -> Result<String> {
+    let mut cmd = Command::new("gdb-multiarch");
+    cmd.args(["-nx", "-q", "-batch", "-ex", "set pagination off"])
+        .arg(debug_bin)
+        .args(["-ex", &format!("target remote 127.0.0.1:{port}")])
+        .args(["-ex", "continue"]);
+    for c in cmds {
+        cmd.args(["-ex", c]);
+    }
+    // Ends the guest: gdb in batch mode would otherwise leave it stopped.
+    cmd.args(["-ex", "kill"]);
+    let out = cmd.output().context("could not run gdb-multiarch")?;
+    let mut t = String::from_utf8_lossy(&out.stdout).into_owned();
+    t.push_str(&String::from_utf8_lossy(&out.stderr));
+    Ok(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,23 +330,4 @@ mod tests {
         assert_eq!(resolve_qemu(Arch::S390x, Some(&file)).unwrap(), Some(file));
         assert_eq!(resolve_qemu(Arch::S390x, None).unwrap(), None);
     }
-}
-
-/// Runs gdb-multiarch in batch mode against the stopped guest: connect, continue to the crash,
-/// then `cmds`; returns what gdb printed.
-fn run_gdb_batch(debug_bin: &Path, port: u16, cmds: &[String]) -> Result<String> {
-    let mut cmd = Command::new("gdb-multiarch");
-    cmd.args(["-nx", "-q", "-batch", "-ex", "set pagination off"])
-        .arg(debug_bin)
-        .args(["-ex", &format!("target remote 127.0.0.1:{port}")])
-        .args(["-ex", "continue"]);
-    for c in cmds {
-        cmd.args(["-ex", c]);
-    }
-    // Ends the guest: gdb in batch mode would otherwise leave it stopped.
-    cmd.args(["-ex", "kill"]);
-    let out = cmd.output().context("could not run gdb-multiarch")?;
-    let mut t = String::from_utf8_lossy(&out.stdout).into_owned();
-    t.push_str(&String::from_utf8_lossy(&out.stderr));
-    Ok(t)
 }
