@@ -10,8 +10,8 @@ the output readers keep running while they wait), this run's label, and cleanup:
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{OnceLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -40,6 +40,20 @@ pub struct Engine {
 }
 
 static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
+
+/// Creating an object holds this for reading; Ctrl-C takes it for writing, so no object is
+/// being created while the run's objects are listed for removal, and none is created after.
+static GATE: RwLock<()> = RwLock::new(());
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Runs `create` unless the run was interrupted, with the gate held.
+fn gated<T>(create: impl FnOnce() -> Result<T>) -> Result<T> {
+    let _open = GATE.read().unwrap_or_else(|e| e.into_inner());
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        bail!("interrupted");
+    }
+    create()
+}
 
 /// The engine of this process, connected on first use.
 pub fn get() -> Result<&'static Engine> {
@@ -89,11 +103,18 @@ impl Engine {
         let (docker, run) = (engine.docker.clone(), engine.run_id.clone());
         engine.rt.spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!(
-                    "docker backend: interrupted; removing this run's containers and networks"
-                );
-                remove_labeled(&docker, Which::Run(&run)).await;
-                std::process::exit(130);
+                // Off the runtime's only worker: waiting for the gate there would stall the
+                // creations that hold it.
+                let rt = tokio::runtime::Handle::current();
+                std::thread::spawn(move || {
+                    let _closed = GATE.write().unwrap_or_else(|e| e.into_inner());
+                    INTERRUPTED.store(true, Ordering::SeqCst);
+                    eprintln!(
+                        "docker backend: interrupted; removing this run's containers and networks"
+                    );
+                    rt.block_on(remove_labeled(&docker, Which::Run(&run)));
+                    std::process::exit(130);
+                });
             }
         });
         Ok(engine)
@@ -156,9 +177,11 @@ impl Objects {
             labels: Some(e.labels()),
             ..Default::default()
         };
-        e.block_on(e.docker.create_network(req))
-            .with_context(|| format!("create network {name}"))?;
-        self.networks.push(name.to_string());
+        gated(|| {
+            let created = e.block_on(e.docker.create_network(req));
+            self.networks.push(name.to_string());
+            created.with_context(|| format!("create network {name}"))
+        })?;
         let inspect = e
             .block_on(e.docker.inspect_network(name, None))
             .with_context(|| format!("inspect network {name}"))?;
@@ -181,10 +204,12 @@ impl Objects {
             name: Some(name.to_string()),
             platform: platform.to_string(),
         };
-        let created = e.block_on(e.docker.create_container(Some(opts), body));
-        // Remember it even if the answer was lost: removal of an unknown name is harmless.
-        self.containers.push(name.to_string());
-        created.with_context(|| format!("create container {name}"))?;
+        gated(|| {
+            let created = e.block_on(e.docker.create_container(Some(opts), body));
+            // Remember it even if the answer was lost: removal of an unknown name is harmless.
+            self.containers.push(name.to_string());
+            created.with_context(|| format!("create container {name}"))
+        })?;
         Ok(())
     }
 
