@@ -126,6 +126,18 @@ pub struct GdbStop {
     pub child: bool,
 }
 
+/// The objects of a `local_output_dir` pod: every file of its output folder, by relative path.
+pub fn local_objects(dir: &std::path::Path) -> anyhow::Result<Vec<StoredObject>> {
+    Ok(qemu::read_tree(dir)?
+        .into_iter()
+        .map(|(name, data)| StoredObject {
+            name,
+            data,
+            ..Default::default()
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

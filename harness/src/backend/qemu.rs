@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use pod_utils::testsupport::{FakeGcs, Moto, StoredObject};
+use pod_utils::testsupport::{FakeGcs, Moto};
 use serde_json::Value;
 
 use super::{Checkout, ContainerExit, POD_DEADLINE, PodRun, RunOptions};
@@ -200,14 +200,7 @@ pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
         Server::Gcs(s) => s.objects(BUCKET),
         Server::S3(s) => s.objects(BUCKET),
         Server::None => match vol_dirs.get("output") {
-            Some(dir) => read_tree(dir)?
-                .into_iter()
-                .map(|(name, data)| StoredObject {
-                    name,
-                    data,
-                    ..Default::default()
-                })
-                .collect(),
+            Some(dir) => super::local_objects(dir)?,
             None => vec![],
         },
     };

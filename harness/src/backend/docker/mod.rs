@@ -41,7 +41,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
 use futures_util::StreamExt;
-use pod_utils::testsupport::{Moto, StoredObject};
+use pod_utils::testsupport::Moto;
 
 use super::{Checkout, ContainerExit, POD_DEADLINE, PodRun, RunOptions};
 use crate::build;
@@ -182,14 +182,7 @@ pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
         Server::Gcs { base } => pod_utils::testsupport::gcs_objects(base, BUCKET),
         Server::S3(s) => s.objects(BUCKET),
         Server::None => match vol_dirs.get("output") {
-            Some((dir, _)) => super::qemu::read_tree(dir)?
-                .into_iter()
-                .map(|(name, data)| StoredObject {
-                    name,
-                    data,
-                    ..Default::default()
-                })
-                .collect(),
+            Some((dir, _)) => super::local_objects(dir)?,
             None => vec![],
         },
     };
