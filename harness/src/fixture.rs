@@ -239,20 +239,20 @@ pub fn selftests() -> Result<Vec<Fixture>> {
     paths.iter().map(|p| load(p)).collect()
 }
 
-/// A fixture by name (the parity set, then `selftest/`, then `pending/`), or by path.
+/// A fixture by name (the parity set, then `selftest/`), or by path.
 pub fn find(name: &str) -> Result<Fixture> {
     let as_path = Path::new(name);
     if as_path.extension().is_some_and(|e| e == "toml") && as_path.is_file() {
         return load(as_path);
     }
-    for sub in ["", "selftest", "pending"] {
+    for sub in ["", "selftest"] {
         let p = dir().join(sub).join(format!("{name}.toml"));
         if p.is_file() {
             return load(&p);
         }
     }
     bail!(
-        "no fixture named {name} in {} (nor selftest/ or pending/)",
+        "no fixture named {name} in {} (nor in selftest/)",
         dir().display()
     )
 }

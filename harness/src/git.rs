@@ -37,8 +37,7 @@ pub fn repo_path(fixture: &str, recipe: &str) -> PathBuf {
     Path::new(REPOS_ROOT).join(fixture).join(recipe)
 }
 
-/// Builds every recipe of the fixture (submodules first) unless already built, and publishes
-/// each pull's branch as `refs/pull/<n>/head` in the repo its refs clone.
+/// Builds every recipe of the fixture (submodules first) unless already built.
 pub fn build_all(f: &Fixture) -> Result<BTreeMap<String, BuiltRepo>> {
     let mut built = BTreeMap::new();
     let mut pending: Vec<&String> = f.repos.keys().collect();
@@ -51,48 +50,65 @@ pub fn build_all(f: &Fixture) -> Result<BTreeMap<String, BuiltRepo>> {
     for name in pending {
         let recipe = &f.repos[name];
         let path = repo_path(&f.name, name);
-        built.insert(name.clone(), build(&path, recipe, &built)?);
-    }
-    for refs in f.job.refs.iter().chain(&f.job.extra_refs) {
-        let Some(repo) = built.get(&refs.recipe) else {
-            continue;
-        };
-        for p in &refs.pulls {
-            let sha = repo
-                .branches
-                .get(&p.branch)
-                .with_context(|| format!("recipe {} has no branch {}", refs.recipe, p.branch))?;
-            git(
-                &repo.path,
-                &["update-ref", &format!("refs/pull/{}/head", p.number), sha],
-                0,
-            )?;
+        // Each pull's branch is published as `refs/pull/<n>/head` in the repo its refs clone.
+        let mut pulls = Vec::new();
+        for refs in f.job.refs.iter().chain(&f.job.extra_refs) {
+            if refs.recipe == *name {
+                pulls.extend(refs.pulls.iter().map(|p| (p.number, p.branch.as_str())));
+            }
         }
+        built.insert(name.clone(), build(&path, recipe, &pulls, &built)?);
     }
     Ok(built)
 }
 
+/// Distinguishes the scratch folders of concurrent builds in one process (the lab and the
+/// matrix run pods of one fixture for several arches at once).
+static SCRATCH: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Builds the repo in a scratch folder, pull refs included, and renames it into place once
+/// complete, so a concurrent user never sees a half-built repo or writes to one.
 fn build(
     path: &Path,
     recipe: &RepoRecipe,
+    pulls: &[(i64, &str)],
     others: &BTreeMap<String, BuiltRepo>,
 ) -> Result<BuiltRepo> {
     if !path.join(".git/tetrapod-complete").exists() {
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let n = SCRATCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp)?;
         replay(&tmp, recipe, others)
             .with_context(|| format!("building repo {}", path.display()))?;
+        for (number, branch) in pulls {
+            git(
+                &tmp,
+                &[
+                    "update-ref",
+                    &format!("refs/pull/{number}/head"),
+                    &format!("refs/heads/{branch}"),
+                ],
+                0,
+            )
+            .with_context(|| format!("pull {number} of {}", path.display()))?;
+        }
         std::fs::write(tmp.join(".git/tetrapod-complete"), "")?;
-        let _ = std::fs::remove_dir_all(path);
-        std::fs::rename(&tmp, path).or_else(|e| {
-            // Another lab run built the same deterministic repo first.
-            if path.join(".git/tetrapod-complete").exists() {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })?;
+        if path.join(".git/tetrapod-complete").exists() {
+            // Another build of the same deterministic repo finished first.
+            let _ = std::fs::remove_dir_all(&tmp);
+        } else {
+            // A leftover of an interrupted build (no completion mark) goes.
+            let _ = std::fs::remove_dir_all(path);
+            std::fs::rename(&tmp, path).or_else(|e| {
+                let _ = std::fs::remove_dir_all(&tmp);
+                if path.join(".git/tetrapod-complete").exists() {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })?;
+        }
     }
     let mut branches = BTreeMap::new();
     let out = git(

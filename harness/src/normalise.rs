@@ -65,6 +65,7 @@ fn log_line(line: &str) -> Option<String> {
 /// | `[DURATION]` | clone record durations, `(runtime: …)`, `# Total runtime: …`, log `duration` fields |
 /// | `[RAND]` | the random digits of entrypoint's marker temp dirs and files |
 /// | (sorted) | a text made only of JSON log lines: concurrent uploads log in any order |
+/// | (sorted) | clone records and clone-log blocks after the setup one: refs clone concurrently |
 /// | (removed) | qemu-user's own `qemu: uncaught target signal …` line when a guest dies from a signal |
 pub struct Pod {
     paths: Vec<(String, String)>,
@@ -99,13 +100,16 @@ impl Pod {
                 t = t.replace(host.as_str(), inpod);
             }
         }
+        // Before placeholders make the JSON invalid.
+        let t = clone_records_in_ref_order(&t).unwrap_or(t);
         let t = text(&t);
         let t = re!(r#""timestamp":\d+"#).replace_all(&t, r#""timestamp":[TIMESTAMP]"#);
         let t = re!(r#""duration":\d+"#).replace_all(&t, r#""duration":[DURATION]"#);
         let t = re!(r#""duration":"[^"]*""#).replace_all(&t, r#""duration":"[DURATION]""#);
         let t = re!(r"\(runtime: [^)]*\)").replace_all(&t, "(runtime: [DURATION])");
         let t = re!(r"# Total runtime: \S+").replace_all(&t, "# Total runtime: [DURATION]");
-        sort_if_all_log_lines(t.into_owned())
+        let t = clone_log_in_ref_order(&t).unwrap_or_else(|| t.into_owned());
+        sort_if_all_log_lines(t)
     }
 
     /// Marker temp dirs and files carry random digits: `test123/temp-marker456` -> `test[RAND]/temp-marker[RAND]`.
@@ -115,6 +119,45 @@ impl Pod {
             .replace_all(&n, "temp-marker[RAND]")
             .into_owned()
     }
+}
+
+/// clonerefs clones its refs concurrently and, like upstream, records each ref when its clone
+/// ends: after the environment setup record, `clone.json` / `clone-records.json` are in
+/// completion order. They are compared with those records sorted (by their text, which starts
+/// with the refs); the JSON is otherwise kept byte for byte.
+fn clone_records_in_ref_order(t: &str) -> Option<String> {
+    if !t.starts_with(r#"[{"refs":"#) {
+        return None;
+    }
+    let mut records: Vec<Box<serde_json::value::RawValue>> = serde_json::from_str(t).ok()?;
+    if records.len() > 2 {
+        records[1..].sort_by(|a, b| a.get().cmp(b.get()));
+    }
+    let joined: Vec<&str> = records.iter().map(|r| r.get()).collect();
+    // serde_json keeps each record's raw text; only the array's own brackets and commas are
+    // rebuilt, as compactly as clonerefs writes them. A trailing newline, if any, stays.
+    let tail = &t[t.trim_end().len()..];
+    Some(format!("[{}]{tail}", joined.join(",")))
+}
+
+/// The clone log initupload renders from those records, in the same completion order: each
+/// record's block ends with its `# Total runtime:` line; the blocks after the first (the
+/// environment setup) are compared sorted.
+fn clone_log_in_ref_order(t: &str) -> Option<String> {
+    if !t.starts_with("Environment setup") {
+        return None;
+    }
+    const END: &str = "# Total runtime: [DURATION]\n";
+    let mut blocks: Vec<&str> = t.split_inclusive(END).collect();
+    // Text after the last record (none today) stays where it is.
+    let rest = match blocks.last() {
+        Some(b) if !b.ends_with(END) => blocks.pop(),
+        _ => None,
+    };
+    if blocks.len() > 2 {
+        blocks[1..].sort_unstable();
+    }
+    Some(blocks.concat() + rest.unwrap_or(""))
 }
 
 /// A utility's own log (every line a JSON log line) is compared as a sorted list: uploads run
@@ -140,6 +183,33 @@ fn sort_if_all_log_lines(t: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clone_records_compare_in_ref_order_after_the_setup_record() {
+        let setup = r#"{"refs":{"org":"","repo":""}}"#;
+        let a = r#"{"refs":{"org":"o","repo":"a"},"final_sha":"1"}"#;
+        let b = r#"{"refs":{"org":"o","repo":"b"},"final_sha":"2"}"#;
+        let done_b_first = format!("[{setup},{b},{a}]");
+        let done_a_first = format!("[{setup},{a},{b}]");
+        let want = Some(done_a_first.clone());
+        assert_eq!(clone_records_in_ref_order(&done_b_first), want);
+        assert_eq!(clone_records_in_ref_order(&done_a_first), want);
+        assert_eq!(clone_records_in_ref_order("[1,2]"), None);
+    }
+
+    #[test]
+    fn clone_log_blocks_compare_in_ref_order_after_the_setup_block() {
+        let setup = "Environment setup\n# Final SHA: \n# Total runtime: [DURATION]\n";
+        let a = "# Cloning o/a at main\n$ git init\n# Final SHA: 1\n# Total runtime: [DURATION]\n";
+        let b = "# Cloning o/b at main\n# Final SHA: 2\n# Total runtime: [DURATION]\n";
+        let want = format!("{setup}{a}{b}");
+        assert_eq!(
+            clone_log_in_ref_order(&format!("{setup}{b}{a}")),
+            Some(want.clone())
+        );
+        assert_eq!(clone_log_in_ref_order(&want), Some(want.clone()));
+        assert_eq!(clone_log_in_ref_order("# Cloning o/a at main\n"), None);
+    }
 
     #[test]
     fn log_lines_lose_time_and_line_only() {

@@ -260,6 +260,9 @@ pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod>
         downward.push(("GOPATH".into(), CODE.into()));
         downward.sort();
         env.extend(downward);
+        // Not Prow's: tells the fixture job program where this container's metadata goes, since
+        // with several containers each has its own file in the shared artifacts folder.
+        env.push(("FIXTURE_METADATA_FILE".into(), w.metadata_file.clone()));
         env.push(("ENTRYPOINT_OPTIONS".into(), serde_json::to_string(&ep)?));
         containers.push(Container {
             name,
