@@ -66,11 +66,15 @@ enum Cmd {
         /// Docker Engine (docker)
         #[arg(long, default_value_t = Backend::Qemu)]
         backend: Backend,
+        /// Cells run at once (default: twice the CPUs, since a pod spends much of its time
+        /// waiting on sleeps, timeouts and grace periods)
+        #[arg(long, short = 'j')]
+        jobs: Option<usize>,
     },
     /// Rerun one fixture on one arch and show why it fails: golden diff, exits, core dumps
     /// with backtraces, log tails; then a syscall trace or a gdb session of the suspect
     Debug {
-        /// Fixture name (fixtures/<name>.toml, selftest/ or pending/) or a path
+        /// Fixture name (fixtures/<name>.toml or selftest/) or a path
         fixture: String,
         #[arg(long)]
         arch: Selection,
@@ -226,8 +230,11 @@ layout: {}",
             selftest,
             qemu,
             backend,
+            jobs,
         } => {
             let tc = Toolchain::load()?;
+            let jobs = jobs
+                .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get()));
             let arches = arch.0;
             if backend == Backend::Docker {
                 if let Err(why) = harness::backend::docker::engine::available() {
@@ -242,7 +249,7 @@ layout: {}",
                 backend,
                 ..Default::default()
             };
-            let report = matrix(&tc, &arches, selftest, qemu.as_deref(), &opts)?;
+            let report = matrix(&tc, &arches, selftest, qemu.as_deref(), &opts, jobs)?;
             print!("{}", report.markdown());
             let path = report.write()?;
             println!("\nreport: {}", path.display());
@@ -260,6 +267,7 @@ fn matrix<'a>(
     selftest: bool,
     qemu: Option<&Path>,
     opts: &RunOptions,
+    jobs: usize,
 ) -> Result<Report<'a>> {
     let start = Instant::now();
     let mut cases = cases::all()?;
@@ -267,51 +275,78 @@ fn matrix<'a>(
         cases.extend(cases::selftests()?);
     }
     let mut emulators = Vec::new();
-    let mut cells = Vec::new();
+    let mut runners = Vec::new();
     for &arch in arches {
         let runner = Runner::new(arch, debug::resolve_qemu(arch, qemu)?)?;
         emulators.push((arch, runner.emulator_version()?));
-        for case in &cases {
-            let t = Instant::now();
-            let name = case.name();
-            let mut triage = None;
-            let (failure, diff) = match case.run(&runner, opts) {
-                Err(e) => (Some(format!("{e:#}")), None),
-                Ok(outcome) => {
-                    let got = outcome.text;
-                    let (first, diff) = match compare::golden(&name) {
-                        None => (Some(format!("no golden {name}.snap")), None),
-                        Some(want) => {
-                            let first = compare::first_difference(&want, &got);
-                            let diff = first.as_ref().map(|_| report::unified_diff(&want, &got));
-                            (first, diff)
-                        }
-                    };
-                    if let (Some(_), Some(run), Some(fixture)) =
-                        (&first, &outcome.pod, case.fixture_name())
-                    {
-                        triage = Some(triage_cell(&runner, case, run, fixture, opts));
-                    }
-                    (first, diff)
+        runners.push(runner);
+    }
+    // Case by case, every arch in turn: the arches share the machine's load alike, so their
+    // summed cell times compare fairly even though cells run side by side.
+    let work: Vec<(usize, usize)> = (0..cases.len())
+        .flat_map(|c| (0..runners.len()).map(move |a| (a, c)))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::Mutex::new(Vec::with_capacity(work.len()));
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&(a, c)) = work.get(i) else { break };
+                    let cell = run_cell(&runners[a], &cases[c], opts);
+                    done.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(((a, c), cell));
                 }
-            };
-            cells.push(Cell {
-                arch,
-                row: case.test_name(),
-                elapsed: t.elapsed(),
-                failure,
-                diff,
-                triage,
             });
         }
-    }
+    });
+    let mut cells = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    // The report lists arch by arch, cases in their order.
+    cells.sort_by_key(|(key, _)| *key);
     Ok(Report {
         toolchain: tc,
         emulators,
         arches: arches.to_vec(),
-        cells,
+        cells: cells.into_iter().map(|(_, cell)| cell).collect(),
         wall: start.elapsed(),
+        jobs,
     })
+}
+
+/// Runs one case on one arch and compares it with its golden; a red fixture cell gets a triage.
+fn run_cell(runner: &Runner, case: &Case, opts: &RunOptions) -> Cell {
+    let t = Instant::now();
+    let name = case.name();
+    let mut triage = None;
+    let (failure, diff) = match case.run(runner, opts) {
+        Err(e) => (Some(format!("{e:#}")), None),
+        Ok(outcome) => {
+            let got = outcome.text;
+            let (first, diff) = match compare::golden(&name) {
+                None => (Some(format!("no golden {name}.snap")), None),
+                Some(want) => {
+                    let first = compare::first_difference(&want, &got);
+                    let diff = first.as_ref().map(|_| report::unified_diff(&want, &got));
+                    (first, diff)
+                }
+            };
+            if let (Some(_), Some(run), Some(fixture)) = (&first, &outcome.pod, case.fixture_name())
+            {
+                triage = Some(triage_cell(runner, case, run, fixture, opts));
+            }
+            (first, diff)
+        }
+    };
+    Cell {
+        arch: runner.arch,
+        row: case.test_name(),
+        elapsed: t.elapsed(),
+        failure,
+        diff,
+        triage,
+    }
 }
 
 /// A failing fixture cell's triage: from its run, plus (under emulation) the tail of a syscall

@@ -30,6 +30,8 @@ pub struct Report<'a> {
     pub arches: Vec<Arch>,
     pub cells: Vec<Cell>,
     pub wall: Duration,
+    /// Cells run at once.
+    pub jobs: usize,
 }
 
 impl Report<'_> {
@@ -86,7 +88,12 @@ impl Report<'_> {
             };
             let _ = writeln!(s, "- {a}: {} ms ({ratio})", t.as_millis());
         }
-        let _ = writeln!(s, "\nwall time: {} ms", self.wall.as_millis());
+        let _ = writeln!(
+            s,
+            "\nwall time: {} ms ({} cells at once)",
+            self.wall.as_millis(),
+            self.jobs
+        );
         let failed: Vec<&Cell> = self.cells.iter().filter(|c| c.failure.is_some()).collect();
         if !failed.is_empty() {
             let _ = writeln!(s, "\n## failures\n");
@@ -155,11 +162,12 @@ impl Report<'_> {
             s,
             "<h1>tetrapod lab matrix</h1><p>{}</p>",
             esc(&format!(
-                "toolchain: {} ({}), {}; wall time {} ms",
+                "toolchain: {} ({}), {}; wall time {} ms ({} cells at once)",
                 self.toolchain.rustc_version,
                 self.toolchain.mode,
                 self.toolchain.qemu_version,
-                self.wall.as_millis()
+                self.wall.as_millis(),
+                self.jobs
             ))
         );
         let mut rows: Vec<&str> = self.cells.iter().map(|c| c.row.as_str()).collect();
