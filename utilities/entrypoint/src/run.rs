@@ -616,6 +616,11 @@ const ZERO_COPY_CHUNK: usize = 1 << 20;
 fn pump_zero_copy(src: &File, output: &SharedOutput) -> ZeroCopy {
     // A larger pipe means fewer rounds; failing to grow it only costs speed.
     let _ = fcntl(src, FcntlArg::F_SETPIPE_SZ(ZERO_COPY_CHUNK as i32));
+    // So does a larger stdout pipe, and more: while a round's bytes go into the log, the reader
+    // drains a whole round from stdout instead of the default 64 KiB, so the two overlap.
+    if let Some(stdout) = &output.lock().stdout {
+        let _ = fcntl(stdout, FcntlArg::F_SETPIPE_SZ(ZERO_COPY_CHUNK as i32));
+    }
     loop {
         // Wait for data (or EOF) without holding the lock, so log lines are not held up.
         let mut fds = [PollFd::new(src.as_fd(), PollFlags::POLLIN)];
