@@ -6,7 +6,8 @@ The run is a small event loop on one channel: the child-waiter thread, the previ
 watcher and the signal thread all send [`Event`]s, and the calling thread alone decides codes
 and logs, so entrypoint's own log lines never race with the decision they describe. Output is
 streamed by one pump thread into stdout and the process log: with tee(2)/splice(2) when stdout
-is a pipe (the data never enters user space), else through one fixed buffer.
+is a pipe (the data never enters user space), else through one fixed buffer. The log side goes
+through a pipe to a writer thread, so writing the file overlaps delivering stdout.
 
 This module must not exit the process: it returns codes and `lib.rs` exits.
 */
@@ -354,6 +355,12 @@ pub(crate) fn execute_process(
         }
     };
     let restore_to = stdout.as_ref().and_then(|f| f.try_clone().ok());
+    // The log is written on its own thread, fed through a pipe, so writing the file overlaps
+    // delivering the output to stdout. Without a pipe or thread, it is written in line.
+    let (log, writer) = match LogWriter::spawn(&log) {
+        Ok((pipe, writer)) => (pipe, Some(writer)),
+        Err(_) => (log, None),
+    };
     let output = SharedOutput(Arc::new(Mutex::new(Output {
         stdout,
         log: Some(log),
@@ -374,7 +381,84 @@ pub(crate) fn execute_process(
     for e in errors {
         tracing::warn!(error = %e, "Could not write process output");
     }
+    if let Some(writer) = writer {
+        // Closing our end lets the writer reach EOF; waiting for it means the process log is
+        // complete before the marker is written.
+        drop(output.lock().log.take());
+        if let Some(e) = writer.finish() {
+            tracing::warn!(error = %e, "Could not write process output");
+        }
+    }
     executed
+}
+
+/// The process log's writer thread and the file it owns.
+struct LogWriter {
+    handle: thread::JoinHandle<Option<String>>,
+}
+
+impl LogWriter {
+    /// Starts the thread on a clone of `log`; returns the pipe to write the log through.
+    fn spawn(log: &File) -> io::Result<(File, LogWriter)> {
+        let log = log.try_clone()?;
+        let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+        // As large as a pump round, so a round moves into it at once.
+        let _ = fcntl(&write_end, FcntlArg::F_SETPIPE_SZ(ZERO_COPY_CHUNK as i32));
+        let handle = thread::Builder::new()
+            .name("process-log".into())
+            .spawn(move || drain_into(File::from(read_end), log))?;
+        Ok((File::from(write_end), LogWriter { handle }))
+    }
+
+    /// Waits for the writer; returns its first failure.
+    fn finish(self) -> Option<String> {
+        self.handle
+            .join()
+            .unwrap_or_else(|_| Some("process log: writer thread failed".into()))
+    }
+}
+
+/// Moves everything from `src` into `log` until EOF: by splice(2), or by copying where the file
+/// system refuses it. After a write failure the rest is read and dropped, so the pump never
+/// blocks on a full pipe; the first failure is returned.
+fn drain_into(src: File, mut log: File) -> Option<String> {
+    let mut failed: Option<String> = None;
+    let mut splicing = true;
+    let mut buf = Vec::new();
+    loop {
+        if splicing && failed.is_none() {
+            match splice(
+                &src,
+                None,
+                &log,
+                None,
+                ZERO_COPY_CHUNK,
+                SpliceFFlags::SPLICE_F_MOVE,
+            ) {
+                Ok(0) => return None,
+                Ok(_) => continue,
+                Err(Errno::EINTR | Errno::EAGAIN) => continue,
+                Err(Errno::EINVAL | Errno::ENOSYS) => splicing = false,
+                Err(e) => failed = Some(format!("process log: {}", io::Error::from(e))),
+            }
+            continue;
+        }
+        if buf.is_empty() {
+            buf = vec![0u8; PUMP_BUFFER];
+        }
+        match (&src).read(&mut buf) {
+            Ok(0) => return failed,
+            Ok(n) => {
+                if failed.is_none() {
+                    if let Err(e) = log.write_all(&buf[..n]) {
+                        failed = Some(format!("process log: {e}"));
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return failed.or(Some(format!("reading process log pipe: {e}"))),
+        }
+    }
 }
 
 /// Steps 5-7 of `ExecuteProcess`: previous marker, start, wait.
@@ -610,8 +694,8 @@ enum ZeroCopy {
 const ZERO_COPY_CHUNK: usize = 1 << 20;
 
 /// The fast path when stdout is a pipe (as a container's is): tee(2) duplicates the pipe's
-/// pages into stdout and splice(2) moves the same bytes into the process log, so the data never
-/// enters user space. Each round runs under the output lock, as a chunk of the copying pump
+/// pages into stdout and splice(2) moves the same bytes towards the process log (its writer's
+/// pipe), so the data never enters user space. Each round runs under the output lock, as a chunk of the copying pump
 /// does, so log lines still land between chunks.
 fn pump_zero_copy(src: &File, output: &SharedOutput) -> ZeroCopy {
     // A larger pipe means fewer rounds; failing to grow it only costs speed.
@@ -1271,6 +1355,41 @@ mod tests {
             let got = fs::metadata(&dst).unwrap().permissions().mode() & 0o777;
             assert_eq!(got, mode);
         }
+    }
+
+    #[test]
+    fn log_writer_delivers_every_byte_in_order_before_finish_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("process-log.txt");
+        let log = File::create(&path).unwrap();
+        let (mut pipe, writer) = LogWriter::spawn(&log).unwrap();
+        let mut want = Vec::new();
+        for i in 0..20_000 {
+            let line = format!("line {i} of the test's output\n");
+            pipe.write_all(line.as_bytes()).unwrap();
+            want.extend_from_slice(line.as_bytes());
+        }
+        drop(pipe);
+        assert_eq!(writer.finish(), None);
+        assert_eq!(fs::read(&path).unwrap(), want);
+    }
+
+    #[test]
+    fn log_writer_failure_is_reported_and_the_pipe_still_drains() {
+        // /dev/full refuses every write with ENOSPC; the writer must keep reading, or this
+        // test's writes (more than a pipe holds) would block forever.
+        let full = fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let (mut pipe, writer) = LogWriter::spawn(&full).unwrap();
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..64 {
+            pipe.write_all(&chunk).unwrap();
+        }
+        drop(pipe);
+        let err = writer.finish().expect("a write failure");
+        assert!(err.starts_with("process log: "), "{err}");
     }
 
     #[test]
