@@ -90,7 +90,11 @@ pub fn debug(args: &DebugArgs) -> Result<DebugReport> {
     );
     let _ = writeln!(out, "emulator: {}", runner.emulator_version()?);
 
-    let first = backend::qemu::run(&pod, &runner, &RunOptions::default())?;
+    let plain = RunOptions {
+        tag: Some("debug"),
+        ..Default::default()
+    };
+    let first = backend::qemu::run(&pod, &runner, &plain)?;
     let got = observe::pod(&first, &f.name);
     let difference = match &golden {
         Some(want) => compare::first_difference(want, &got),

@@ -116,6 +116,9 @@ pub struct RunOptions {
     pub gdb: Option<GdbStop>,
     /// Let the pod run as long as it likes (a person is at the debugger).
     pub no_deadline: bool,
+    /// The pod folder becomes `<fixture>.<tag>` (qemu backend), so this run neither clobbers
+    /// nor races a plain run of the same fixture, e.g. the lab's, going on at the same time.
+    pub tag: Option<&'static str>,
 }
 
 #[derive(Debug, Clone)]

@@ -55,7 +55,10 @@ pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
     let folder = match (&opts.strace, &opts.gdb) {
         (Some(_), _) => format!("{}.strace", pod.name),
         (None, Some(_)) => format!("{}.gdb", pod.name),
-        (None, None) => pod.name.clone(),
+        (None, None) => match opts.tag {
+            Some(tag) => format!("{}.{tag}", pod.name),
+            None => pod.name.clone(),
+        },
     };
     let root = build::lab_dir().join("pods").join(arch.name()).join(folder);
     let _ = fs::remove_dir_all(&root);
