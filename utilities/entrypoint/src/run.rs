@@ -694,14 +694,14 @@ enum ZeroCopy {
 const ZERO_COPY_CHUNK: usize = 1 << 20;
 
 /// The fast path when stdout is a pipe (as a container's is): tee(2) duplicates the pipe's
-/// pages into stdout and splice(2) moves the same bytes towards the process log (its writer's
-/// pipe), so the data never enters user space. Each round runs under the output lock, as a chunk of the copying pump
-/// does, so log lines still land between chunks.
+/// pages into stdout and splice(2) moves the same bytes into the process log writer's pipe, so
+/// the data never enters user space. Each round runs under the output lock, as a chunk of the
+/// copying pump does, so log lines still land between chunks.
 fn pump_zero_copy(src: &File, output: &SharedOutput) -> ZeroCopy {
     // A larger pipe means fewer rounds; failing to grow it only costs speed.
     let _ = fcntl(src, FcntlArg::F_SETPIPE_SZ(ZERO_COPY_CHUNK as i32));
-    // So does a larger stdout pipe, and more: while a round's bytes go into the log, the reader
-    // drains a whole round from stdout instead of the default 64 KiB, so the two overlap.
+    // So does a larger stdout pipe: the reader takes a whole round at once instead of the
+    // default 64 KiB, while the log writer thread puts the same round into the file.
     if let Some(stdout) = &output.lock().stdout {
         let _ = fcntl(stdout, FcntlArg::F_SETPIPE_SZ(ZERO_COPY_CHUNK as i32));
     }
