@@ -513,3 +513,34 @@ fn a_closed_stdout_does_not_cut_the_process_log() {
     );
     assert_eq!(job.marker().as_deref(), Some("0"));
 }
+
+#[test]
+fn a_failing_process_log_does_not_cut_stdout_or_kill_the_test() {
+    // Deviation from upstream (pinned): Go's MultiWriter stops copying at the first failed
+    // write and closes the pipe, so the test dies of SIGPIPE (marker -1) and stdout, the
+    // container log, loses the rest. We drop the failed log and keep delivering stdout.
+    let job = Job::new();
+    let out = job
+        .command(
+            &[
+                "sh",
+                "-c",
+                "i=0; while [ $i -lt 2000 ]; do echo line $i; i=$((i+1)); done",
+            ],
+            json!({"process_log": "/dev/full"}),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = text(&out.stdout);
+    let child_lines: Vec<&str> = stdout.lines().filter(|l| !l.starts_with('{')).collect();
+    assert_eq!(child_lines.len(), 2000);
+    assert_eq!(child_lines[1999], "line 1999");
+    // The failed log is reported once, on stdout, the destination that still works.
+    assert_eq!(
+        log_lines(&stdout),
+        [line("warning", "Could not write process output")]
+    );
+    assert!(stdout.contains("No space left on device"), "{stdout}");
+    assert_eq!(job.marker().as_deref(), Some("0"));
+}
