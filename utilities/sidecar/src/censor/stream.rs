@@ -5,8 +5,8 @@ A buffer of B bytes slides over the input half a buffer at a time: read up to B/
 repeatedly fill the rest of the buffer, censor what it holds, flush the first part and move the
 unflushed part to the front. Every pattern is at most B/2 long, so a secret that starts in the
 flushed part lies wholly inside the buffer when it is censored, and secrets straddling read
-boundaries are caught. Output goes to a temp file beside the original, renamed over it at the end
-(so a censored file always ends up with mode 0600 and a new inode, as upstream).
+boundaries are caught. Output goes to a temp file beside the original, which then takes the
+original's place (so a censored file always ends up with mode 0600 and a new inode, as upstream).
 
 Deviations from upstream, both pinned by tests: only the bytes read so far are censored (upstream
 also scans stale bytes past the end of the input, which can mask a few real bytes at the very end
@@ -136,14 +136,36 @@ pub fn censor_file(path: &Path, censorer: &Censorer, buf: &mut [u8]) -> Result<(
     )
     .map_err(FileError::Censor)?;
     drop(input);
-    temp.persist(path).map_err(|e| {
+    put_in_place(temp, path).map_err(|source| {
         FileError::Rename(RenameError {
             from: temp_name.clone(),
             to: name.clone(),
-            source: e.error,
+            source,
         })
-    })?;
-    Ok(())
+    })
+}
+
+/// Puts the censored `temp` in place of `path`, atomically for anyone opening `path`.
+///
+/// A rename over an existing file makes ext4 (`auto_da_alloc`) allocate and start writing back
+/// the new file inside the rename: 0.2 s of a 0.5 s censoring of 256 MiB on this project's
+/// machine. Exchanging the two names and then removing the original (now under the temp name)
+/// ends in the same state without that, and a process still writing to the original keeps
+/// writing to an unlinked file, as with a rename. Where the exchange fails (a file system
+/// without it, or `path` gone), a plain rename, as upstream.
+fn put_in_place(temp: tempfile::NamedTempFile, path: &Path) -> io::Result<()> {
+    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+    match renameat2(
+        AT_FDCWD,
+        temp.path(),
+        AT_FDCWD,
+        path,
+        RenameFlags::RENAME_EXCHANGE,
+    ) {
+        // Removes the original; the exchange proved we may unlink in this directory.
+        Ok(()) => temp.close(),
+        Err(_) => temp.persist(path).map(drop).map_err(|e| e.error),
+    }
 }
 
 #[cfg(test)]
@@ -203,6 +225,33 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "token=XXXXXXX\n");
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// The censored file replaces the original as a rename would: a writer still holding the
+    /// original writes to the unlinked file, never into what is uploaded.
+    #[test]
+    fn a_writer_holding_the_original_does_not_reach_the_censored_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log.txt");
+        std::fs::write(&p, "token=hunter2\n").unwrap();
+        let mut held = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        let c = Censorer::new(&["hunter2"], 0).unwrap();
+        censor_file(&p, &c, &mut [0; 64]).unwrap();
+        held.write_all(b"late hunter2\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "token=XXXXXXX\n");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// Without a file to exchange with, the temp file is renamed into place.
+    #[test]
+    fn put_in_place_falls_back_to_a_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut temp = tempfile::NamedTempFile::new_in(dir.path()).unwrap();
+        temp.write_all(b"censored").unwrap();
+        let p = dir.path().join("gone.txt");
+        put_in_place(temp, &p).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "censored");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
