@@ -332,6 +332,30 @@ fn images_stay_under_the_size_target_or_say_so() {
     }
 }
 
+/// Each shipped binary carries at most one TLS stack (README, "One TLS stack per binary"):
+/// rustls in the two that upload, OpenSSL only in clonerefs (libgit2 and libssh2 need it), none
+/// in entrypoint. Markers: rustls's own source paths in panic locations, and OpenSSL's version
+/// text, which libcrypto always embeds.
+#[test]
+fn each_binary_links_one_tls_stack_at_most() {
+    if let Err(e) = lab_binaries() {
+        panic!("building the lab binaries failed: {e}");
+    }
+    let has = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    for &arch in ALL.iter() {
+        for (bin, rustls, openssl) in [
+            ("clonerefs", false, true),
+            ("initupload", true, false),
+            ("sidecar", true, false),
+            ("entrypoint", false, false),
+        ] {
+            let bytes = std::fs::read(build::binary(arch, bin)).unwrap();
+            let got = (has(&bytes, b"rustls"), has(&bytes, b"OpenSSL 3."));
+            assert_eq!(got, (rustls, openssl), "{arch} {bin}: (rustls, OpenSSL)");
+        }
+    }
+}
+
 // --- Docker --------------------------------------------------------------------------------------
 
 fn docker(args: &[&str]) -> std::process::Output {
