@@ -436,8 +436,7 @@ fn drain_into(src: File, mut log: File) -> Option<String> {
                 SpliceFFlags::SPLICE_F_MOVE,
             ) {
                 Ok(0) => return None,
-                Ok(_) => continue,
-                Err(Errno::EINTR | Errno::EAGAIN) => continue,
+                Ok(_) | Err(Errno::EINTR | Errno::EAGAIN) => {}
                 Err(Errno::EINVAL | Errno::ENOSYS) => splicing = false,
                 Err(e) => failed = Some(format!("process log: {}", io::Error::from(e))),
             }

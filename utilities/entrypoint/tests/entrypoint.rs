@@ -482,20 +482,27 @@ fn copy_mode_failure_is_fatal() {
     );
 }
 
+/// A test printing 2000 numbered lines: more than a pipe holds, so a stalled copy would show.
+const TWO_THOUSAND_LINES: [&str; 3] = [
+    "sh",
+    "-c",
+    "i=0; while [ $i -lt 2000 ]; do echo line $i; i=$((i+1)); done",
+];
+
+/// Every line of [`TWO_THOUSAND_LINES`] is in `text`, entrypoint's own JSON lines aside.
+fn assert_two_thousand_lines(text: &str) {
+    let child_lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('{')).collect();
+    assert_eq!(child_lines.len(), 2000);
+    assert_eq!(child_lines[1999], "line 1999");
+}
+
 #[test]
 fn a_closed_stdout_does_not_cut_the_process_log() {
     // Deviation from upstream (pinned): Go's MultiWriter stops copying at the first failed
     // write; we drop the failed destination and keep filling the process log.
     let job = Job::new();
     let mut child = job
-        .command(
-            &[
-                "sh",
-                "-c",
-                "i=0; while [ $i -lt 2000 ]; do echo line $i; i=$((i+1)); done",
-            ],
-            json!({}),
-        )
+        .command(&TWO_THOUSAND_LINES, json!({}))
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -503,9 +510,7 @@ fn a_closed_stdout_does_not_cut_the_process_log() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
     let log = job.log();
-    let child_lines: Vec<&str> = log.lines().filter(|l| !l.starts_with('{')).collect();
-    assert_eq!(child_lines.len(), 2000);
-    assert_eq!(child_lines[1999], "line 1999");
+    assert_two_thousand_lines(&log);
     // The lost stdout is reported where it can still be read.
     assert_eq!(
         log_lines(&log),
@@ -521,21 +526,12 @@ fn a_failing_process_log_does_not_cut_stdout_or_kill_the_test() {
     // container log, loses the rest. We drop the failed log and keep delivering stdout.
     let job = Job::new();
     let out = job
-        .command(
-            &[
-                "sh",
-                "-c",
-                "i=0; while [ $i -lt 2000 ]; do echo line $i; i=$((i+1)); done",
-            ],
-            json!({"process_log": "/dev/full"}),
-        )
+        .command(&TWO_THOUSAND_LINES, json!({"process_log": "/dev/full"}))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let stdout = text(&out.stdout);
-    let child_lines: Vec<&str> = stdout.lines().filter(|l| !l.starts_with('{')).collect();
-    assert_eq!(child_lines.len(), 2000);
-    assert_eq!(child_lines[1999], "line 1999");
+    assert_two_thousand_lines(&stdout);
     // The failed log is reported once, on stdout, the destination that still works.
     assert_eq!(
         log_lines(&stdout),
