@@ -451,3 +451,19 @@ fn emulator_wins_over_a_credentials_file() {
         ]
     );
 }
+
+#[test]
+fn a_gcs_path_upstream_refuses_is_a_usage_error() {
+    let out = Command::cargo_bin("initupload")
+        .unwrap()
+        .env_clear()
+        .env("JOB_SPEC", spec("postsubmit").to_string())
+        .arg("--gcs-path=gs://bucket:8080/logs")
+        .assert()
+        .code(2);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        err.contains("gs://bucket may not contain a port: gs://bucket:8080/logs"),
+        "{err}"
+    );
+}

@@ -95,14 +95,16 @@ pub struct Flags {
     /// optional default repo for GCS path encoding
     #[arg(long = "default-repo", default_value = "")]
     pub default_repo: String,
-    /// GCS path to upload into, e.g. gs://bucket/prefix
-    #[arg(long = "gcs-path", default_value = "")]
-    pub gcs_path: String,
+    /// GCS path to upload into
+    #[arg(long = "gcs-path", default_value = "", value_parser = crate::gcs::path::parse)]
+    pub gcs_path: crate::gcs::path::GcsPath,
     /// do not interact with GCS
     #[arg(long = "dry-run", default_value = "true", num_args = 0..=1, require_equals = true,
           default_missing_value = "true", value_parser = crate::options::parse_go_bool)]
     pub dry_run: bool,
-    /// Optional comma-delimited set of extension media types (ext:media/type)
+    /// Extension media types, colon-delimited {extension}:{media-type} (log:text/plain);
+    /// repeat the flag for more. Upstream's help says comma-delimited, but its flag type keeps
+    /// each value whole, so `--media-type=a:x/y,b:z/w` maps `a` to `x/y,b:z/w`.
     #[arg(long = "media-type")]
     pub media_type: Vec<String>,
     /// If specified, files are copied to this dir instead of uploading to GCS
@@ -133,18 +135,16 @@ pub const FLAG_NAMES: &[&str] = &[
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FlagError {
-    #[error("invalid media type {0:?}: expected ext:media/type")]
+    #[error("invalid extension media type {0:?}: missing colon delimiter")]
     MediaType(String),
-    #[error(transparent)]
-    Path(#[from] GcsConfigError),
 }
 
 impl Flags {
     /// Turns flags into options as upstream's `Complete` + `Validate` do: `--gcs-path` sets the
-    /// bucket (without scheme) and the path prefix.
+    /// bucket (without scheme) and the path prefix, unless a local output dir is given.
     pub fn into_options(self, items: Vec<String>) -> Result<Options, FlagError> {
         let mut media_types = std::collections::BTreeMap::new();
-        for entry in self.media_type.iter().flat_map(|m| m.split(',')) {
+        for entry in &self.media_type {
             let (ext, ty) = entry
                 .split_once(':')
                 .ok_or_else(|| FlagError::MediaType(entry.to_string()))?;
@@ -158,10 +158,9 @@ impl Flags {
             local_output_dir: self.local_output_dir,
             ..Default::default()
         };
-        if !self.gcs_path.is_empty() {
-            let p = crate::prowapi::parse_bucket(&self.gcs_path)?;
-            gcs.bucket = p.bucket;
-            gcs.path_prefix = p.path;
+        if gcs.local_output_dir.is_empty() && !self.gcs_path.is_empty() {
+            gcs.bucket = self.gcs_path.bucket;
+            gcs.path_prefix = self.gcs_path.object;
         }
         Ok(Options {
             items,
@@ -823,6 +822,59 @@ mod run_tests {
         assert_eq!(
             (o.gcs.bucket.as_str(), o.gcs.path_prefix.as_str(), o.dry_run),
             ("b", "p", false)
+        );
+    }
+
+    fn flags(args: &[&str]) -> Result<super::Flags, clap::Error> {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            gcs: super::Flags,
+        }
+        let argv = std::iter::once("x").chain(args.iter().copied());
+        <Flags as clap::Parser>::try_parse_from(argv).map(|f| f.gcs)
+    }
+
+    #[test]
+    fn media_type_values_are_not_split_on_commas() {
+        let f = flags(&[
+            "--media-type=log:text/plain,txt:text/x",
+            "--media-type=a:b/c",
+        ])
+        .unwrap();
+        let o = f.into_options(vec![]).unwrap();
+        let types: Vec<(&str, &str)> = o
+            .gcs
+            .media_types
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(types, [("a", "b/c"), ("log", "text/plain,txt:text/x")]);
+        let err = flags(&["--media-type=log"]).unwrap().into_options(vec![]);
+        assert_eq!(
+            err.unwrap_err().to_string(),
+            r#"invalid extension media type "log": missing colon delimiter"#
+        );
+    }
+
+    #[test]
+    fn gcs_path_flag_is_checked_as_upstreams_path_type() {
+        let err = flags(&["--gcs-path=s3://b/p"]).err().unwrap();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(
+            err.to_string()
+                .contains("must use a gs://, file://, or local filesystem url: s3://b/p"),
+            "{err}"
+        );
+        for bad in ["gs://b:1/p", "gs://b/p?q=1", "gs://b/p#f", "gs:b"] {
+            assert!(flags(&[&format!("--gcs-path={bad}")]).is_err(), "{bad}");
+        }
+        // A local output dir wins: upstream's Validate returns before applying the path.
+        let f = flags(&["--gcs-path=gs://b/p", "--local-output-dir=/out"]).unwrap();
+        let o = f.into_options(vec![]).unwrap();
+        assert_eq!(
+            (o.gcs.bucket.as_str(), o.gcs.path_prefix.as_str()),
+            ("", "")
         );
     }
 

@@ -6,6 +6,7 @@ one storage layer for GCS, S3 and local directories.
 
 mod gcs_json;
 pub mod metadata;
+pub mod path;
 pub mod store;
 pub mod target;
 pub mod upload;

@@ -1,0 +1,392 @@
+/*!
+The `--gcs-path` flag's value: upstream's flag type (testgrid's `gcs.Path`) parses it with Go's
+`net/url` and accepts only `gs://`, `file://` or a scheme-less path, refusing ports, user info,
+opaque forms (`gs:bucket`), queries and fragments. This module reads a URL the way Go's
+`url.Parse` does, as far as those rules need, so the same values pass and fail.
+*/
+
+use std::fmt;
+
+/// A parsed `--gcs-path`: the bucket is the URL's host, the prefix its path without the leading
+/// slash (upstream's `Bucket()` and `Object()`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcsPath {
+    pub bucket: String,
+    pub object: String,
+    /// The flag's text; empty means the flag was not given (upstream tests `String() != ""`).
+    raw: String,
+}
+
+impl GcsPath {
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
+}
+
+/// Why a `--gcs-path` value was refused, in upstream's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathError {
+    /// Go's `url.Parse` failed: `url` is the text it names (without the fragment, as Go does
+    /// unless the fragment itself is bad).
+    Url {
+        input: String,
+        url: String,
+        reason: String,
+    },
+    Scheme(String),
+    Port(String),
+    Opaque(String),
+    User(String),
+    Query(String),
+    Fragment(String),
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Url { input, url, reason } => write!(
+                f,
+                "invalid gs:// url {input}: parse {}: {reason}",
+                go_quote(url)
+            ),
+            Self::Scheme(u) => write!(f, "must use a gs://, file://, or local filesystem url: {u}"),
+            Self::Port(u) => write!(f, "gs://bucket may not contain a port: {u}"),
+            Self::Opaque(u) => write!(f, "url must start with gs://: {u}"),
+            Self::User(u) => write!(f, "gs://bucket may not contain an user@ prefix: {u}"),
+            Self::Query(u) => write!(f, "gs:// url may not contain a ?query suffix: {u}"),
+            Self::Fragment(u) => write!(f, "gs:// url may not contain a #fragment suffix: {u}"),
+        }
+    }
+}
+
+impl std::error::Error for PathError {}
+
+/// The pieces of a URL that the path rules look at.
+#[derive(Debug, Default)]
+struct Url {
+    scheme: String,
+    opaque: String,
+    user: bool,
+    host: String,
+    path: String,
+    query: String,
+    fragment: String,
+}
+
+/// Parses a `--gcs-path` value as upstream's flag does (clap value parser).
+pub fn parse(v: &str) -> Result<GcsPath, PathError> {
+    let u = parse_url(v).map_err(|(url, reason)| PathError::Url {
+        input: v.to_string(),
+        url: url.to_string(),
+        reason,
+    })?;
+    // Upstream prints the re-serialised URL; the input is what the user typed, and close enough.
+    let shown = v.to_string();
+    if !matches!(u.scheme.as_str(), "gs" | "file" | "") {
+        return Err(PathError::Scheme(shown));
+    }
+    if u.host.contains(':') {
+        return Err(PathError::Port(shown));
+    }
+    if !u.opaque.is_empty() {
+        return Err(PathError::Opaque(shown));
+    }
+    if u.user {
+        return Err(PathError::User(shown));
+    }
+    if !u.query.is_empty() {
+        return Err(PathError::Query(shown));
+    }
+    if !u.fragment.is_empty() {
+        return Err(PathError::Fragment(shown));
+    }
+    // Upstream's Object() drops the first byte unconditionally; a scheme-less relative path has
+    // no bucket, so that only matters in dry-run, where we keep the path whole.
+    let object = u.path.strip_prefix('/').unwrap_or(&u.path).to_string();
+    Ok(GcsPath {
+        bucket: u.host,
+        object,
+        raw: v.to_string(),
+    })
+}
+
+/// Go's `url.Parse` (not `ParseRequestURI`), reduced to what [`parse`] inspects. An error names
+/// the text Go's `url.Error` quotes.
+fn parse_url(raw: &str) -> Result<Url, (&str, String)> {
+    let (rest, frag) = match raw.split_once('#') {
+        Some((r, f)) => (r, Some(f)),
+        None => (raw, None),
+    };
+    let mut u = parse_without_fragment(rest).map_err(|e| (rest, e))?;
+    if let Some(f) = frag {
+        u.fragment = unescape(f, Mode::Fragment).map_err(|e| (raw, e))?;
+    }
+    Ok(u)
+}
+
+fn parse_without_fragment(rest: &str) -> Result<Url, String> {
+    if rest.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Err("net/url: invalid control character in URL".into());
+    }
+    let mut u = Url::default();
+    if rest.is_empty() {
+        return Ok(u);
+    }
+    let (scheme, rest) = split_scheme(rest)?;
+    u.scheme = scheme.to_ascii_lowercase();
+    let rest = if rest.ends_with('?') && rest.matches('?').count() == 1 {
+        // ForceQuery: an empty query is no query.
+        &rest[..rest.len() - 1]
+    } else if let Some((r, q)) = rest.split_once('?') {
+        u.query = q.to_string();
+        r
+    } else {
+        rest
+    };
+    if !rest.starts_with('/') {
+        if !u.scheme.is_empty() {
+            u.opaque = rest.to_string();
+            return Ok(u);
+        }
+        let first = rest.split('/').next().unwrap_or("");
+        if first.contains(':') {
+            return Err("first path segment in URL cannot contain colon".into());
+        }
+    }
+    let mut rest = rest;
+    if (!u.scheme.is_empty() || !rest.starts_with("///")) && rest.starts_with("//") {
+        let after = &rest[2..];
+        let end = after.find('/').unwrap_or(after.len());
+        let authority = &after[..end];
+        rest = &after[end..];
+        let host = match authority.rfind('@') {
+            Some(i) => {
+                u.user = true;
+                unescape(&authority[..i], Mode::UserInfo)?;
+                &authority[i + 1..]
+            }
+            None => authority,
+        };
+        u.host = parse_host(host)?;
+    }
+    u.path = unescape(rest, Mode::Path)?;
+    Ok(u)
+}
+
+/// Go's `getScheme`: a letter, then letters, digits, `+-.`, then `:`.
+fn split_scheme(raw: &str) -> Result<(&str, &str), String> {
+    for (i, c) in raw.bytes().enumerate() {
+        match c {
+            b'a'..=b'z' | b'A'..=b'Z' => {}
+            b'0'..=b'9' | b'+' | b'-' | b'.' if i > 0 => {}
+            b':' if i == 0 => return Err("missing protocol scheme".into()),
+            b':' => return Ok((&raw[..i], &raw[i + 1..])),
+            _ => return Ok(("", raw)),
+        }
+    }
+    Ok(("", raw))
+}
+
+/// Go's `parseHost` for a host that is not an IP literal: an optional numeric port, and only
+/// characters a host may carry.
+fn parse_host(host: &str) -> Result<String, String> {
+    if host.starts_with('[') {
+        let Some(end) = host.rfind(']') else {
+            return Err("missing ']' in host".into());
+        };
+        let port = &host[end + 1..];
+        if !port.is_empty() && !valid_port(port) {
+            return Err(format!("invalid port {port:?} after host"));
+        }
+        return unescape(host, Mode::Host);
+    }
+    if let Some(i) = host.rfind(':') {
+        let port = &host[i..];
+        if !valid_port(port) {
+            return Err(format!("invalid port {port:?} after host"));
+        }
+    }
+    unescape(host, Mode::Host)
+}
+
+fn valid_port(p: &str) -> bool {
+    p.strip_prefix(':')
+        .is_some_and(|d| d.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Path,
+    Host,
+    UserInfo,
+    Fragment,
+}
+
+/// Go's `unescape`: `%XY` escapes must be whole; a host may hold only the characters Go allows.
+fn unescape(s: &str, mode: Mode) -> Result<String, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = b
+                    .get(i + 1..i + 3)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+                let Some(h) = hex else {
+                    let end = (i + 3).min(b.len());
+                    let bad = String::from_utf8_lossy(&b[i..end]);
+                    return Err(format!("invalid URL escape {}", go_quote(&bad)));
+                };
+                let v = u8::from_str_radix(std::str::from_utf8(h).unwrap_or("00"), 16).unwrap_or(0);
+                out.push(v);
+                i += 3;
+            }
+            c if mode == Mode::Host && c < 0x80 && !host_char(c) => {
+                let ch = (c as char).to_string();
+                return Err(format!("invalid character {} in host name", go_quote(&ch)));
+            }
+            b'+' if mode == Mode::UserInfo => {
+                out.push(b'+');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Go's `strconv.Quote` for the texts that reach an error here.
+fn go_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The bytes Go's `shouldEscape` lets through unescaped in a host.
+fn host_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"-_.~!$&'()*+,;=:[]<>\"".contains(&c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(v: &str) -> (String, String) {
+        let p = parse(v).unwrap_or_else(|e| panic!("{v}: {e}"));
+        (p.bucket, p.object)
+    }
+
+    fn err(v: &str) -> String {
+        parse(v).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn gs_and_file_urls_give_bucket_and_object() {
+        let s = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(ok("gs://bucket/some/prefix"), s("bucket", "some/prefix"));
+        assert_eq!(ok("gs://bucket"), s("bucket", ""));
+        assert_eq!(ok("gs://bucket/"), s("bucket", ""));
+        assert_eq!(ok("GS://bucket/p"), s("bucket", "p"));
+        assert_eq!(ok("file:///tmp/out"), s("", "tmp/out"));
+        assert_eq!(ok("gs://bucket/a%20b"), s("bucket", "a b"));
+        assert_eq!(ok("gs://bucket/p?"), s("bucket", "p"));
+        assert_eq!(ok("/abs/dir"), s("", "abs/dir"));
+        // No scheme and no "//": all path, no bucket (Go reads "a/b:c" as a relative path).
+        assert_eq!(ok("a/b:c"), s("", "a/b:c"));
+        assert!(parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn what_upstream_refuses_is_refused_in_its_words() {
+        let cases = [
+            (
+                "s3://bucket/p",
+                "must use a gs://, file://, or local filesystem url: s3://bucket/p",
+            ),
+            (
+                "https://storage.googleapis.com/b",
+                "must use a gs://, file://, or local filesystem url: https://storage.googleapis.com/b",
+            ),
+            (
+                "gs://bucket:443/p",
+                "gs://bucket may not contain a port: gs://bucket:443/p",
+            ),
+            ("gs:bucket/p", "url must start with gs://: gs:bucket/p"),
+            (
+                "gs://me@bucket/p",
+                "gs://bucket may not contain an user@ prefix: gs://me@bucket/p",
+            ),
+            (
+                "gs://bucket/p?x=1",
+                "gs:// url may not contain a ?query suffix: gs://bucket/p?x=1",
+            ),
+            (
+                "gs://bucket/p#frag",
+                "gs:// url may not contain a #fragment suffix: gs://bucket/p#frag",
+            ),
+            (
+                "gs://bucket:x/p",
+                r#"invalid gs:// url gs://bucket:x/p: parse "gs://bucket:x/p": invalid port ":x" after host"#,
+            ),
+            (
+                "gs://bu cket/p",
+                r#"invalid gs:// url gs://bu cket/p: parse "gs://bu cket/p": invalid character " " in host name"#,
+            ),
+            (
+                "gs://bucket/%zz",
+                r#"invalid gs:// url gs://bucket/%zz: parse "gs://bucket/%zz": invalid URL escape "%zz""#,
+            ),
+            (
+                "gs://b/p#%g",
+                r#"invalid gs:// url gs://b/p#%g: parse "gs://b/p#%g": invalid URL escape "%g""#,
+            ),
+            (
+                "://bucket",
+                r#"invalid gs:// url ://bucket: parse "://bucket": missing protocol scheme"#,
+            ),
+            (
+                "1a:b",
+                r#"invalid gs:// url 1a:b: parse "1a:b": first path segment in URL cannot contain colon"#,
+            ),
+            (
+                "x:y",
+                "must use a gs://, file://, or local filesystem url: x:y",
+            ),
+            (
+                "gs://b/\u{1}",
+                "invalid gs:// url gs://b/\u{1}: parse \"gs://b/\\x01\": net/url: invalid control character in URL",
+            ),
+        ];
+        for (v, want) in cases {
+            assert_eq!(err(v), want, "{v}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any text either parses or is refused with one line; never a panic.
+        #[test]
+        fn any_text_parses_or_is_refused_without_panicking(v in "\\PC{0,40}") {
+            match parse(&v) {
+                Ok(p) => proptest::prop_assert!(!p.bucket.contains(':')),
+                Err(e) => proptest::prop_assert!(!e.to_string().contains('\n') || v.contains('\n')),
+            }
+        }
+    }
+}
