@@ -251,22 +251,70 @@ impl CookieJar {
     }
 }
 
+/// GitHub's published SSH host keys, which upstream's clonerefs image carries as
+/// `/github_known_hosts` with an ssh_config checking github.com strictly against them. Upstream
+/// lists the RSA key only; OpenSSH then asks for that type, but libssh2 offers ed25519 first, so
+/// the ed25519 and ECDSA keys GitHub publishes are listed too.
+pub const GITHUB_KNOWN_HOSTS: &str = include_str!("github_known_hosts");
+
 /// Whether a known_hosts line vouches for `raw_key` on `host` (port 22, or `[host]:port`).
 /// Hashed host patterns (`|1|...`) are not understood and never match.
 pub fn known_host_matches(line: &str, host: &str, raw_key: &[u8]) -> bool {
     let mut fields = line.split_whitespace();
-    let (Some(hosts), Some(_key_type), Some(key)) = (fields.next(), fields.next(), fields.next())
+    let (Some(_), Some(_key_type), Some(key)) = (fields.next(), fields.next(), fields.next())
     else {
         return false;
     };
-    let host_ok = hosts.split(',').any(|pattern| {
+    lists_host(line, host) && STANDARD.decode(key).is_ok_and(|k| k == raw_key)
+}
+
+/// Whether a known_hosts line's host patterns name `host` (with or without a port).
+fn lists_host(line: &str, host: &str) -> bool {
+    let hosts = line.split_whitespace().next().unwrap_or("");
+    hosts.split(',').any(|pattern| {
         pattern.eq_ignore_ascii_case(host)
             || pattern
                 .strip_prefix('[')
                 .and_then(|p| p.split_once("]:"))
                 .is_some_and(|(h, _)| h.eq_ignore_ascii_case(host))
-    });
-    host_ok && STANDARD.decode(key).is_ok_and(|k| k == raw_key)
+    })
+}
+
+/// What to make of an SSH server's host key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKeyVerdict {
+    /// A line that counts for this host vouches for the key.
+    Known,
+    /// The host is checked strictly and no line vouches for the key.
+    Refused,
+    /// Neither list names the host: libgit2 checks `~/.ssh/known_hosts` itself, as ssh's default
+    /// `UserKnownHostsFile` (and, with no terminal to ask, refuses an unknown host).
+    Default,
+}
+
+/// Upstream's checking policy. With `ssh_host_fingerprints`, ssh runs with
+/// `-o UserKnownHostsFile=<them>`, so they alone count, for every host. Without them, hosts the
+/// image pins (github.com) are checked strictly against the pinned lines (`pinned`).
+pub fn host_key_verdict(
+    fingerprints: &[String],
+    pinned: &str,
+    host: &str,
+    raw_key: &[u8],
+) -> HostKeyVerdict {
+    let strict = |mut lines: Box<dyn Iterator<Item = &str> + '_>| {
+        if lines.any(|l| known_host_matches(l, host, raw_key)) {
+            HostKeyVerdict::Known
+        } else {
+            HostKeyVerdict::Refused
+        }
+    };
+    if !fingerprints.is_empty() {
+        return strict(Box::new(fingerprints.iter().flat_map(|f| f.lines())));
+    }
+    if pinned.lines().any(|l| lists_host(l, host)) {
+        return strict(Box::new(pinned.lines()));
+    }
+    HostKeyVerdict::Default
 }
 
 #[cfg(test)]
@@ -375,6 +423,50 @@ mod tests {
         );
         assert_eq!(jar.header_for("https://nope.org/"), None);
         assert_eq!(jar.header_for("/local/path"), None);
+    }
+
+    #[test]
+    fn host_key_policy_is_upstreams() {
+        let key = b"server-key";
+        let line = |h: &str, k: &[u8]| format!("{h} ssh-ed25519 {}", STANDARD.encode(k));
+        let pinned = line("github.com", key);
+        let fp = vec![line("gh.local", key)];
+        use HostKeyVerdict::*;
+        // Fingerprints alone count, for every host, the pinned one included.
+        assert_eq!(host_key_verdict(&fp, &pinned, "gh.local", key), Known);
+        assert_eq!(host_key_verdict(&fp, &pinned, "github.com", key), Refused);
+        assert_eq!(
+            host_key_verdict(&fp, &pinned, "gh.local", b"other"),
+            Refused
+        );
+        // Without them: pinned hosts strictly, others left to ~/.ssh/known_hosts.
+        assert_eq!(host_key_verdict(&[], &pinned, "GitHub.com", key), Known);
+        assert_eq!(
+            host_key_verdict(&[], &pinned, "github.com", b"other"),
+            Refused
+        );
+        assert_eq!(host_key_verdict(&[], &pinned, "gh.local", key), Default);
+    }
+
+    #[test]
+    fn github_known_hosts_holds_upstreams_key_and_githubs_others() {
+        let lines: Vec<&str> = GITHUB_KNOWN_HOSTS.lines().collect();
+        let types: Vec<&str> = lines
+            .iter()
+            .map(|l| l.split_whitespace().nth(1).unwrap())
+            .collect();
+        assert_eq!(types, ["ssh-ed25519", "ecdsa-sha2-nistp256", "ssh-rsa"]);
+        for l in &lines {
+            let mut f = l.split_whitespace();
+            assert_eq!(f.next(), Some("github.com"));
+            let ty = f.next().unwrap();
+            let key = STANDARD.decode(f.next().unwrap()).unwrap();
+            // An SSH public key blob starts with its own type name.
+            assert_eq!(&key[4..4 + ty.len()], ty.as_bytes(), "{l}");
+            assert!(known_host_matches(l, "github.com", &key));
+        }
+        // Upstream's RSA key, as its image's github_known_hosts has it.
+        assert!(lines[2].ends_with("+p1vN1/wsjk="));
     }
 
     #[test]

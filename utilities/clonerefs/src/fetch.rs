@@ -12,7 +12,7 @@ use git2::{
     RemoteCallbacks, Repository,
 };
 
-use crate::auth::{CookieJar, known_host_matches};
+use crate::auth::{CookieJar, HostKeyVerdict, host_key_verdict};
 use crate::ghapp::AppTokens;
 use crate::refclone::StepError;
 
@@ -36,6 +36,9 @@ pub struct Access {
     pub key_files: Vec<PathBuf>,
     /// known_hosts lines; when present, SSH host keys must match one of them.
     pub host_fingerprints: Vec<String>,
+    /// known_hosts lines for hosts checked strictly when there are no fingerprints (the
+    /// image's github.com keys).
+    pub pinned_known_hosts: Arc<str>,
     /// Cookies sent to http(s) remotes (`http.cookiefile`).
     pub cookies: Option<CookieJar>,
 }
@@ -76,25 +79,24 @@ impl Access {
                 "authentication required but no usable credentials are configured",
             ))
         });
-        if !self.host_fingerprints.is_empty() {
-            cb.certificate_check(move |cert, host| {
-                let Some(hostkey) = cert.as_hostkey().and_then(|h| h.hostkey()) else {
-                    return Ok(CertificateCheckStatus::CertificatePassthrough);
-                };
-                if self
-                    .host_fingerprints
-                    .iter()
-                    .flat_map(|f| f.lines())
-                    .any(|line| known_host_matches(line, host, hostkey))
-                {
-                    Ok(CertificateCheckStatus::CertificateOk)
-                } else {
-                    Err(git2::Error::from_str(&format!(
-                        "host key verification failed for {host}"
-                    )))
-                }
-            });
-        }
+        cb.certificate_check(move |cert, host| {
+            let Some(hostkey) = cert.as_hostkey().and_then(|h| h.hostkey()) else {
+                return Ok(CertificateCheckStatus::CertificatePassthrough);
+            };
+            let verdict = host_key_verdict(
+                &self.host_fingerprints,
+                &self.pinned_known_hosts,
+                host,
+                hostkey,
+            );
+            match verdict {
+                HostKeyVerdict::Known => Ok(CertificateCheckStatus::CertificateOk),
+                HostKeyVerdict::Default => Ok(CertificateCheckStatus::CertificatePassthrough),
+                HostKeyVerdict::Refused => Err(git2::Error::from_str(&format!(
+                    "host key verification failed for {host}"
+                ))),
+            }
+        });
         cb
     }
 

@@ -42,6 +42,8 @@ pub struct Settings {
     pub retry_delays: Vec<Duration>,
     /// Where known_hosts is written (upstream: `/tmp`).
     pub tmp_dir: PathBuf,
+    /// Hosts checked strictly without fingerprints (upstream's image: `/github_known_hosts`).
+    pub pinned_known_hosts: std::sync::Arc<str>,
 }
 
 impl Default for Settings {
@@ -49,6 +51,7 @@ impl Default for Settings {
         Settings {
             retry_delays: RETRY_DELAYS.to_vec(),
             tmp_dir: PathBuf::from("/tmp"),
+            pinned_known_hosts: crate::auth::GITHUB_KNOWN_HOSTS.into(),
         }
     }
 }
@@ -141,7 +144,10 @@ fn set_up(
     settings: &Settings,
     commands: &mut Vec<Command>,
 ) -> Option<(Access, TokenSource, Censor)> {
-    let mut access = Access::default();
+    let mut access = Access {
+        pinned_known_hosts: settings.pinned_known_hosts.clone(),
+        ..Default::default()
+    };
     let mut tokens = TokenSource::None;
     let mut censor = Censor::default();
     let fail = |commands: &mut Vec<Command>, command: String, error: String| {

@@ -188,10 +188,84 @@ fn clone_over_ssh_with_key_and_fingerprint() {
     let settings = clonerefs::Settings {
         retry_delays: vec![],
         tmp_dir: lab.path("tmp"),
+        ..Default::default()
     };
     let records = clonerefs::create_records(&options, &settings);
     assert!(records[1].failed);
     let err = &records[1].commands.last().expect("cmd").error;
     // libgit2 reports a refused host key with its own message.
+    assert!(err.contains("hostkey"), "{err}");
+}
+
+/// Without `ssh_host_fingerprints`, a pinned host (github.com in the image) is checked strictly
+/// against the pinned keys, and any other host is refused unless `~/.ssh/known_hosts` knows it:
+/// upstream's ssh_config and ssh's default policy with no terminal to ask.
+#[test]
+fn without_fingerprints_pinned_hosts_are_checked_and_unknown_hosts_refused() {
+    if !sshd_available() {
+        return;
+    }
+    let lab = Lab::new();
+    lab.standard_repo("r");
+    let keys = lab.path("keys");
+    std::fs::create_dir_all(&keys).expect("mkdir");
+    keygen(&keys.join("id_ed25519"));
+    let sshd_dir = lab.path("sshd");
+    std::fs::create_dir_all(&sshd_dir).expect("mkdir");
+    let sshd = start_sshd(&sshd_dir, &keys.join("id_ed25519.pub"));
+    let key_dir = lab.path("secret");
+    std::fs::create_dir_all(&key_dir).expect("mkdir");
+    std::fs::copy(keys.join("id_ed25519"), key_dir.join("ssh-privatekey")).expect("copy");
+    let refs = Refs {
+        org: "org".into(),
+        repo: "r".into(),
+        base_ref: "master".into(),
+        clone_uri: format!(
+            "ssh://{}@127.0.0.1:{}{}",
+            user(),
+            sshd.port,
+            lab.repos().join("r").display()
+        ),
+        ..Default::default()
+    };
+    let mut pub_fields = sshd.host_pub.split_whitespace();
+    let (ty, key) = (
+        pub_fields.next().expect("type"),
+        pub_fields.next().expect("key"),
+    );
+    let clone = |name: &str, pinned: String| {
+        let options = clonerefs::Options {
+            src_root: lab.path(name).to_string_lossy().into_owned(),
+            log: lab
+                .path(&format!("{name}.json"))
+                .to_string_lossy()
+                .into_owned(),
+            key_files: vec![key_dir.to_string_lossy().into_owned()],
+            refs: vec![refs.clone()],
+            ..Default::default()
+        };
+        let settings = clonerefs::Settings {
+            retry_delays: vec![],
+            tmp_dir: lab.path("tmp"),
+            pinned_known_hosts: pinned.into(),
+        };
+        clonerefs::create_records(&options, &settings)
+    };
+
+    let records = clone("pinned", format!("127.0.0.1 {ty} {key}\n"));
+    assert!(!records[1].failed, "{:#?}", records[1]);
+    assert!(lab.path("pinned/src/github.com/org/r/.git").exists());
+
+    let github_keys = clonerefs::Settings::default().pinned_known_hosts;
+    let wrong = github_keys.replace("github.com", "127.0.0.1");
+    let records = clone("wrong", wrong);
+    assert!(records[1].failed);
+    let err = &records[1].commands.last().expect("cmd").error;
+    assert!(err.contains("hostkey"), "{err}");
+
+    // Not pinned, no fingerprints, not in ~/.ssh/known_hosts: refused, never trusted on first use.
+    let records = clone("unknown", github_keys.to_string());
+    assert!(records[1].failed);
+    let err = &records[1].commands.last().expect("cmd").error;
     assert!(err.contains("hostkey"), "{err}");
 }
