@@ -661,14 +661,21 @@ fn start(args: &[String], out: OwnedFd) -> Result<Child, StartError> {
     let err_out = out.try_clone().map_err(fork_exec)?;
     // The Command owns the pipe's write end; it is dropped (closed in this process) on return,
     // so EOF on the read end means every writer has gone.
-    Command::new(&path)
-        .arg0(name)
+    let mut cmd = Command::new(&path);
+    cmd.arg0(name)
         .args(rest)
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err_out))
-        .spawn()
-        .map_err(fork_exec)
+        .stderr(Stdio::from(err_out));
+    // A pre-exec hook makes std fork and exec, reporting an exec error through a close-on-exec
+    // pipe, instead of glibc's posix_spawn, which reports it through memory shared with a
+    // vfork child: qemu-user emulates vfork as fork, so that error was lost and the test
+    // seemed to exit 127 ("exit status 127" instead of "fork/exec ...: no such file").
+    // SAFETY: the hook does nothing, so it cannot break the post-fork async-signal-safety rules.
+    unsafe {
+        cmd.pre_exec(|| Ok(()));
+    }
+    cmd.spawn().map_err(fork_exec)
 }
 
 /// Copies the child's output into `output` until EOF: zero-copy while that works, then through
@@ -1284,6 +1291,20 @@ mod tests {
             out.child_output(),
             r#"could not start the process: exec: "this-command-does-not-exist": executable file not found in $PATH"#
         );
+    }
+
+    #[test]
+    fn a_file_that_is_not_executable_is_a_start_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("script.sh");
+        fs::write(&file, "#!/bin/sh\necho never\n").unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+        let file = file.display().to_string();
+        let out = case(&[&file]).run();
+        assert_eq!((out.code, out.marker.as_deref()), (127, Some("127")));
+        let want = format!("could not start the process: fork/exec {file}: permission denied");
+        assert_eq!(out.log, want);
+        assert_eq!(out.execute_error().as_deref(), Some(want.as_str()));
     }
 
     #[test]

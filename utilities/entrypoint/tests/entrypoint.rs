@@ -540,3 +540,57 @@ fn a_failing_process_log_does_not_cut_stdout_or_kill_the_test() {
     assert!(stdout.contains("No space left on device"), "{stdout}");
     assert_eq!(job.marker().as_deref(), Some("0"));
 }
+
+/// qemu-user for this machine's own arch (from `qemu-user-static`, which `qemu/provision`
+/// installs): the same emulation the lab uses for foreign arches, on a binary built here.
+fn qemu_for_host() -> Option<PathBuf> {
+    let qemu = PathBuf::from(format!("/usr/bin/qemu-{}-static", std::env::consts::ARCH));
+    if qemu.exists() {
+        return Some(qemu);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{} is missing (install qemu-user-static)", qemu.display());
+    }
+    eprintln!("skipping: {} is missing", qemu.display());
+    None
+}
+
+/// A start error reaches the process log under qemu-user as natively. glibc's posix_spawn
+/// reports an exec error through memory shared with a vfork child, which qemu-user does not
+/// share, so it was lost there and the test appeared to exit 127 on its own.
+#[test]
+fn start_errors_survive_qemu_user() {
+    let Some(qemu) = qemu_for_host() else {
+        return;
+    };
+    let job = Job::new();
+    fs::write(job.path("not-executable"), "#!/bin/sh\n").unwrap();
+    let cases = [
+        (
+            "./no-such-command",
+            "fork/exec ./no-such-command: no such file or directory",
+        ),
+        (
+            "./not-executable",
+            "fork/exec ./not-executable: permission denied",
+        ),
+    ];
+    for (cmd, err) in cases {
+        let _ = fs::remove_file(job.path("marker-file.txt"));
+        let mut c = Command::new(&qemu);
+        c.arg(bin())
+            .env("ENTRYPOINT_OPTIONS", job.options(&[cmd], json!({})))
+            .current_dir(job.dir.path())
+            .stdin(Stdio::null());
+        let out = c.output().unwrap();
+        assert_eq!(out.status.code(), Some(127), "{cmd}");
+        assert_eq!(job.log(), format!("could not start the process: {err}"));
+        assert_eq!(job.marker().as_deref(), Some("127"));
+        // Its own error log line names the exec error, not a wrapped exit status.
+        let logged = text(&out.stdout) + &text(&out.stderr);
+        assert!(
+            logged.contains(&format!("could not start the process: {err}")),
+            "{logged}"
+        );
+    }
+}
