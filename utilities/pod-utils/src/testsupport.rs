@@ -281,6 +281,8 @@ pub struct Moto {
     child: Child,
     ip: IpAddr,
     port: u16,
+    /// Serving HTTPS with a self-signed certificate (moto's `--ssl`).
+    tls: bool,
 }
 
 impl Moto {
@@ -295,10 +297,20 @@ impl Moto {
 
     /// Starts moto listening on `ip` (a container network's gateway, say) and creates `buckets`.
     pub fn start_on(ip: IpAddr, buckets: &[&str]) -> Result<Moto, String> {
+        Self::start_with(ip, buckets, false)
+    }
+
+    /// Starts moto on 127.0.0.1 behind HTTPS with a self-signed certificate.
+    pub fn start_tls(buckets: &[&str]) -> Result<Moto, String> {
+        Self::start_with(IpAddr::V4(Ipv4Addr::LOCALHOST), buckets, true)
+    }
+
+    fn start_with(ip: IpAddr, buckets: &[&str], tls: bool) -> Result<Moto, String> {
         let bin = Self::binary()
             .ok_or_else(|| format!("no moto_server under {}", venv_dir().display()))?;
         let port = free_port_on(ip).map_err(|e| e.to_string())?;
         let mut child = Command::new(bin)
+            .args(tls.then_some("--ssl"))
             .arg("-H")
             .arg(ip.to_string())
             .arg("-p")
@@ -315,16 +327,25 @@ impl Moto {
             kill(&mut child);
             return Err(format!("moto_server: {e}"));
         }
-        let m = Moto { child, ip, port };
+        let m = Moto {
+            child,
+            ip,
+            port,
+            tls,
+        };
         for b in buckets {
             let url = format!("{}/{b}", m.url());
             let status = block(move || {
                 Box::pin(async move {
-                    reqwest::Client::new()
+                    reqwest::Client::builder()
+                        .danger_accept_invalid_certs(tls)
+                        .build()
+                        .map_err(|e| e.to_string())?
                         .put(url)
                         .send()
                         .await
                         .map(|r| r.status().as_u16())
+                        .map_err(|e| e.to_string())
                 })
             });
             match status {
@@ -343,15 +364,22 @@ impl Moto {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", SocketAddr::new(self.ip, self.port))
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", SocketAddr::new(self.ip, self.port))
     }
 
-    /// A `s3_credentials_file` body pointing at this server.
+    /// A `s3_credentials_file` body pointing at this server: `insecure` (skip TLS
+    /// verification, as upstream) only for its self-signed HTTPS.
     pub fn credentials_json(&self) -> String {
+        self.credentials_json_with(self.tls)
+    }
+
+    /// [`Self::credentials_json`] with `insecure` as given.
+    pub fn credentials_json_with(&self, insecure: bool) -> String {
         serde_json::json!({
             "region": "us-east-1",
             "endpoint": self.url(),
-            "insecure": true,
+            "insecure": insecure,
             "s3_force_path_style": true,
             "access_key": "testing",
             "secret_key": "testing",
@@ -367,6 +395,9 @@ impl Moto {
         let store = object_store::aws::AmazonS3Builder::new()
             .with_bucket_name(bucket)
             .with_region("us-east-1")
+            .with_client_options(
+                object_store::ClientOptions::new().with_allow_invalid_certificates(self.tls),
+            )
             .with_endpoint(self.url())
             .with_allow_http(true)
             .with_access_key_id("testing")

@@ -250,3 +250,47 @@ async fn s3_single_and_multipart_uploads() {
     assert_eq!(objects[2].content_encoding.as_deref(), Some("gzip"));
     assert_eq!(gunzip(&objects[2].data), "a".repeat(5000).as_bytes());
 }
+
+/// `insecure` in an S3 credentials file means what it means upstream: skip TLS verification.
+/// moto behind HTTPS with a self-signed certificate takes uploads only with it; a plain-HTTP
+/// endpoint needs no flag (its scheme says so).
+#[tokio::test]
+async fn s3_insecure_skips_tls_verification() {
+    let tls = match Moto::start_tls(&["bkt"]) {
+        Ok(m) => m,
+        Err(e) => {
+            return pod_utils::testsupport::skip_or_fail("moto_server --ssl", e).unwrap_or(());
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let upload = |credentials: String, name: &'static str| {
+        let creds = dir.path().join(format!("{name}.json"));
+        std::fs::write(&creds, credentials).unwrap();
+        async move {
+            let mut t = Targets::new();
+            t.insert(name.into(), Upload::data(name));
+            let d = Destination::remote("s3://bkt", "", creds.to_str().unwrap()).unwrap();
+            gcs::upload(&d, t, &[], &MediaTypes::default(), &cfg()).await
+        }
+    };
+    upload(tls.credentials_json(), "unverified.txt")
+        .await
+        .unwrap();
+    let err = upload(tls.credentials_json_with(false), "refused.txt")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("encountered errors during upload: ["),
+        "{err}"
+    );
+    let names: Vec<String> = tls.objects("bkt").into_iter().map(|o| o.name).collect();
+    assert_eq!(names, ["unverified.txt"]);
+
+    let Some(plain) = Moto::start_or_skip(&["bkt"]) else {
+        return;
+    };
+    upload(plain.credentials_json(), "plain.txt").await.unwrap();
+    let names: Vec<String> = plain.objects("bkt").into_iter().map(|o| o.name).collect();
+    assert_eq!(names, ["plain.txt"]);
+}

@@ -347,24 +347,27 @@ async fn write_s3(
     }
     let mut w =
         BufWriter::with_capacity(Arc::clone(store), path, body.chunk_size()).with_attributes(a);
-    let result: Result<(), WriteError> = async {
+    let written: Result<(), WriteError> = async {
         loop {
             let chunk = body.next_chunk().await?;
             if chunk.is_empty() {
-                break;
+                return Ok(());
             }
             w.put(Bytes::from(chunk)).await?;
         }
-        w.shutdown()
-            .await
-            .map_err(|e| WriteError::Http(e.to_string()))
     }
     .await;
-    if result.is_err() {
+    if let Err(e) = written {
         // Drop any multipart state on the server; the outer retry starts over.
         let _ = w.abort().await;
+        return Err(e);
     }
-    result
+    // Not aborted when this fails: a BufWriter that has begun shutting down panics in abort
+    // (a failed single PUT crashed the upload). A multipart upload left by a failed completion
+    // is the bucket's lifecycle rules' to expire, as with any interrupted client.
+    w.shutdown()
+        .await
+        .map_err(|e| WriteError::Http(e.to_string()))
 }
 
 fn gcs_client(bucket: &str, credentials_file: &str) -> Result<GcsJson, StoreError> {
@@ -417,8 +420,16 @@ fn s3_client(bucket: &str, credentials_file: &str) -> Result<Arc<dyn ObjectStore
                 b = b.with_token(&c.session_token);
             }
         }
+        // Upstream's `insecure` skips TLS verification (Go's InsecureSkipVerify), for any
+        // endpoint; plain HTTP needs no flag there, the endpoint's scheme says so. The client
+        // options go first: they hold allow_http too, which the endpoint then sets.
+        if c.insecure {
+            b = b.with_client_options(
+                object_store::ClientOptions::new().with_allow_invalid_certificates(true),
+            );
+        }
         if !c.endpoint.is_empty() {
-            b = b.with_allow_http(c.insecure || c.endpoint.starts_with("http://"));
+            b = b.with_allow_http(c.endpoint.starts_with("http://"));
             if c.s3_force_path_style {
                 b = b.with_endpoint(&c.endpoint);
             } else {
