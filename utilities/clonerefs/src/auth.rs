@@ -148,24 +148,7 @@ impl Censor {
 }
 
 /// Go's `%q` for the paths upstream quotes in setup commands.
-pub fn go_quote(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+pub use pod_utils::gofmt::quote as go_quote;
 
 /// One line of a Netscape cookie file (what git's `http.cookiefile` reads through curl).
 #[derive(Debug, Clone, PartialEq, Eq)]

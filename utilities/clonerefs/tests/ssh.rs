@@ -93,6 +93,21 @@ fn start_sshd(dir: &Path, client_pub: &Path) -> Sshd {
     }
 }
 
+/// A client key pair and an sshd accepting it; returns the server and the key secret's folder
+/// (only the private key goes in: a .pub next to it would be offered as a key too).
+fn sshd_with_client_key(lab: &Lab) -> (Sshd, PathBuf) {
+    let keys = lab.path("keys");
+    std::fs::create_dir_all(&keys).expect("mkdir");
+    keygen(&keys.join("id_ed25519"));
+    let sshd_dir = lab.path("sshd");
+    std::fs::create_dir_all(&sshd_dir).expect("mkdir");
+    let sshd = start_sshd(&sshd_dir, &keys.join("id_ed25519.pub"));
+    let key_dir = lab.path("secret");
+    std::fs::create_dir_all(&key_dir).expect("mkdir");
+    std::fs::copy(keys.join("id_ed25519"), key_dir.join("ssh-privatekey")).expect("copy");
+    (sshd, key_dir)
+}
+
 fn user() -> String {
     let out = Command::new("id").arg("-un").output().expect("id");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -105,12 +120,7 @@ fn clone_over_ssh_with_key_and_fingerprint() {
     }
     let lab = Lab::new();
     let shas = lab.standard_repo("r");
-    let keys = lab.path("keys");
-    std::fs::create_dir_all(&keys).expect("mkdir");
-    keygen(&keys.join("id_ed25519"));
-    let sshd_dir = lab.path("sshd");
-    std::fs::create_dir_all(&sshd_dir).expect("mkdir");
-    let sshd = start_sshd(&sshd_dir, &keys.join("id_ed25519.pub"));
+    let (sshd, key_dir) = sshd_with_client_key(&lab);
     let mut pub_fields = sshd.host_pub.split_whitespace();
     let fingerprint = format!(
         "[127.0.0.1]:{} {} {}",
@@ -137,10 +147,6 @@ fn clone_over_ssh_with_key_and_fingerprint() {
         }]),
         ..Default::default()
     };
-    // Only the private key goes in: a .pub next to it would be offered as a key too.
-    let key_dir = lab.path("secret");
-    std::fs::create_dir_all(&key_dir).expect("mkdir");
-    std::fs::copy(keys.join("id_ed25519"), key_dir.join("ssh-privatekey")).expect("copy");
     let opts = json!({
         "src_root": lab.path("ours"),
         "log": lab.path("clone.json"),
@@ -207,15 +213,7 @@ fn without_fingerprints_pinned_hosts_are_checked_and_unknown_hosts_refused() {
     }
     let lab = Lab::new();
     lab.standard_repo("r");
-    let keys = lab.path("keys");
-    std::fs::create_dir_all(&keys).expect("mkdir");
-    keygen(&keys.join("id_ed25519"));
-    let sshd_dir = lab.path("sshd");
-    std::fs::create_dir_all(&sshd_dir).expect("mkdir");
-    let sshd = start_sshd(&sshd_dir, &keys.join("id_ed25519.pub"));
-    let key_dir = lab.path("secret");
-    std::fs::create_dir_all(&key_dir).expect("mkdir");
-    std::fs::copy(keys.join("id_ed25519"), key_dir.join("ssh-privatekey")).expect("copy");
+    let (sshd, key_dir) = sshd_with_client_key(&lab);
     let refs = Refs {
         org: "org".into(),
         repo: "r".into(),

@@ -12,6 +12,7 @@ pub mod duration;
 pub mod env;
 pub mod gcs;
 pub mod gcsupload;
+pub mod gofmt;
 pub mod gopath;
 pub mod logging;
 pub mod options;

@@ -7,6 +7,8 @@ opaque forms (`gs:bucket`), queries and fragments. This module reads a URL the w
 
 use std::fmt;
 
+use crate::gofmt::quote as go_quote;
+
 /// A parsed `--gcs-path`: the bucket is the URL's host, the prefix its path without the leading
 /// slash (upstream's `Bucket()` and `Object()`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -257,26 +259,6 @@ fn unescape(s: &str, mode: Mode) -> Result<String, String> {
         }
     }
     Ok(String::from_utf8_lossy(&out).into_owned())
-}
-
-/// Go's `strconv.Quote` for the texts that reach an error here.
-fn go_quote(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// The bytes Go's `shouldEscape` lets through unescaped in a host.
