@@ -49,7 +49,19 @@ impl Job {
     }
 
     fn command(&self, args: &[&str], extra: Value) -> Command {
-        let mut c = Command::new(bin());
+        self.command_under(None, args, extra)
+    }
+
+    /// [`Self::command`], run by `runner` (an emulator) when one is given.
+    fn command_under(&self, runner: Option<&Path>, args: &[&str], extra: Value) -> Command {
+        let mut c = match runner {
+            Some(r) => {
+                let mut c = Command::new(r);
+                c.arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
         c.env("ENTRYPOINT_OPTIONS", self.options(args, extra))
             .current_dir(self.dir.path())
             .stdin(Stdio::null());
@@ -577,12 +589,10 @@ fn start_errors_survive_qemu_user() {
     ];
     for (cmd, err) in cases {
         let _ = fs::remove_file(job.path("marker-file.txt"));
-        let mut c = Command::new(&qemu);
-        c.arg(bin())
-            .env("ENTRYPOINT_OPTIONS", job.options(&[cmd], json!({})))
-            .current_dir(job.dir.path())
-            .stdin(Stdio::null());
-        let out = c.output().unwrap();
+        let out = job
+            .command_under(Some(&qemu), &[cmd], json!({}))
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(127), "{cmd}");
         assert_eq!(job.log(), format!("could not start the process: {err}"));
         assert_eq!(job.marker().as_deref(), Some("127"));

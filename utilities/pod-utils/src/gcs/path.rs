@@ -121,7 +121,7 @@ fn parse_url(raw: &str) -> Result<Url, (&str, String)> {
     };
     let mut u = parse_without_fragment(rest).map_err(|e| (rest, e))?;
     if let Some(f) = frag {
-        u.fragment = unescape(f, Mode::Fragment).map_err(|e| (raw, e))?;
+        u.fragment = unescape(f, false).map_err(|e| (raw, e))?;
     }
     Ok(u)
 }
@@ -164,14 +164,14 @@ fn parse_without_fragment(rest: &str) -> Result<Url, String> {
         let host = match authority.rfind('@') {
             Some(i) => {
                 u.user = true;
-                unescape(&authority[..i], Mode::UserInfo)?;
+                unescape(&authority[..i], false)?;
                 &authority[i + 1..]
             }
             None => authority,
         };
         u.host = parse_host(host)?;
     }
-    u.path = unescape(rest, Mode::Path)?;
+    u.path = unescape(rest, false)?;
     Ok(u)
 }
 
@@ -200,7 +200,7 @@ fn parse_host(host: &str) -> Result<String, String> {
         if !port.is_empty() && !valid_port(port) {
             return Err(format!("invalid port {port:?} after host"));
         }
-        return unescape(host, Mode::Host);
+        return unescape(host, true);
     }
     if let Some(i) = host.rfind(':') {
         let port = &host[i..];
@@ -208,7 +208,7 @@ fn parse_host(host: &str) -> Result<String, String> {
             return Err(format!("invalid port {port:?} after host"));
         }
     }
-    unescape(host, Mode::Host)
+    unescape(host, true)
 }
 
 fn valid_port(p: &str) -> bool {
@@ -216,16 +216,8 @@ fn valid_port(p: &str) -> bool {
         .is_some_and(|d| d.bytes().all(|b| b.is_ascii_digit()))
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Path,
-    Host,
-    UserInfo,
-    Fragment,
-}
-
 /// Go's `unescape`: `%XY` escapes must be whole; a host may hold only the characters Go allows.
-fn unescape(s: &str, mode: Mode) -> Result<String, String> {
+fn unescape(s: &str, host: bool) -> Result<String, String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -244,13 +236,9 @@ fn unescape(s: &str, mode: Mode) -> Result<String, String> {
                 out.push(v);
                 i += 3;
             }
-            c if mode == Mode::Host && c < 0x80 && !host_char(c) => {
+            c if host && c < 0x80 && !host_char(c) => {
                 let ch = (c as char).to_string();
                 return Err(format!("invalid character {} in host name", go_quote(&ch)));
-            }
-            b'+' if mode == Mode::UserInfo => {
-                out.push(b'+');
-                i += 1;
             }
             c => {
                 out.push(c);
