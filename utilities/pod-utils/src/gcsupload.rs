@@ -181,6 +181,54 @@ pub enum UploadSource {
     File(std::path::PathBuf),
 }
 
+/// Local files whose bytes are not to be uploaded as they are: sidecar's censoring puts a
+/// censored copy elsewhere when it cannot rewrite a file in place, or withholds a file it could
+/// not censor. Keyed by the path the upload would read (an item, a file under an item, a log).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Substitutes(BTreeMap<PathBuf, Substitute>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Substitute {
+    /// Upload this file's bytes instead.
+    Copy(PathBuf),
+    /// Upload nothing for it.
+    Withhold,
+}
+
+impl Substitutes {
+    pub fn insert(&mut self, original: impl Into<PathBuf>, with: Substitute) {
+        self.0.insert(original.into(), with);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Applies the substitutes to `targets`: copies are read instead of their originals (the
+    /// object keeps its name and headers), withheld files are dropped with a warning.
+    fn apply(&self, targets: &mut Targets) {
+        if self.0.is_empty() {
+            return;
+        }
+        targets.retain(|dest, upload| {
+            let gcs::Source::File(path) = &mut upload.source else {
+                return true;
+            };
+            match self.0.get(path.as_path()) {
+                None => true,
+                Some(Substitute::Copy(copy)) => {
+                    *path = copy.clone();
+                    true
+                }
+                Some(Substitute::Withhold) => {
+                    tracing::warn!(dest = %dest, path = %path.display(), "Withholding file from upload");
+                    false
+                }
+            }
+        });
+    }
+}
+
 /// Why [`run`] failed. The text follows upstream's wrapping.
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
@@ -202,6 +250,9 @@ pub enum AssembleError {
     #[error("parse bucket {0:?}: {1}")]
     Bucket(String, GcsConfigError),
 }
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use crate::downwardapi::JobSpec;
 use crate::gcs::{self, MediaTypes, RepoPathBuilder, Targets, Upload, UploadConfig};
@@ -402,19 +453,30 @@ pub async fn run(
     spec: &JobSpec,
     extra: Vec<(String, UploadSource)>,
 ) -> Result<(), UploadError> {
-    run_with(opts, spec, extra, &UploadConfig::default()).await
+    run_with(
+        opts,
+        spec,
+        extra,
+        &Substitutes::default(),
+        &UploadConfig::default(),
+    )
+    .await
 }
 
-/// [`run`] with explicit pacing (tests shorten the retry pauses).
+/// [`run`] with [`Substitutes`] for some local files and explicit pacing (tests shorten the
+/// retry pauses).
 pub async fn run_with(
     opts: &Options,
     spec: &JobSpec,
     extra: Vec<(String, UploadSource)>,
+    substitutes: &Substitutes,
     cfg: &UploadConfig,
 ) -> Result<(), UploadError> {
     tracing::debug!(options = ?opts, "Uploading to blob storage");
     let types = MediaTypes::with_config(&opts.gcs.media_types);
-    let (targets, extras) = assemble_targets(opts, spec, extra, &types)?;
+    let (mut targets, mut extras) = assemble_targets(opts, spec, extra, &types)?;
+    substitutes.apply(&mut targets);
+    substitutes.apply(&mut extras);
     let sink = if opts.dry_run {
         None
     } else {
@@ -753,6 +815,43 @@ mod run_tests {
     }
 
     #[tokio::test]
+    async fn substitutes_replace_or_withhold_files_in_items_and_extras() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let mut o = opts("");
+        o.gcs.local_output_dir = out.path().to_string_lossy().into_owned();
+        o.items = setup(
+            tmp.path(),
+            &["art/", "art/a.txt", "art/b.txt", "art/c.txt", "log.txt"],
+            &["art"],
+        );
+        let copy = tmp.path().join("copy-of-a");
+        std::fs::write(&copy, "censored").unwrap();
+        let mut subs = Substitutes::default();
+        subs.insert(tmp.path().join("art/a.txt"), Substitute::Copy(copy.clone()));
+        subs.insert(tmp.path().join("art/b.txt"), Substitute::Withhold);
+        subs.insert(tmp.path().join("log.txt"), Substitute::Copy(copy));
+        let extra = vec![(
+            "build-log.txt".to_string(),
+            UploadSource::File(tmp.path().join("log.txt")),
+        )];
+        run_with(
+            &o,
+            &spec("periodic"),
+            extra,
+            &subs,
+            &UploadConfig::default(),
+        )
+        .await
+        .unwrap();
+        let read = |p: &str| std::fs::read_to_string(out.path().join(p)).ok();
+        assert_eq!(read("art/a.txt").as_deref(), Some("censored"));
+        assert_eq!(read("art/b.txt"), None);
+        assert_eq!(read("art/c.txt").as_deref(), Some(""));
+        assert_eq!(read("build-log.txt").as_deref(), Some("censored"));
+    }
+
+    #[tokio::test]
     async fn dry_run_uploads_nothing_and_local_mode_writes_files() {
         let out = tempfile::tempdir().unwrap();
         let mut o = opts("");
@@ -790,7 +889,7 @@ mod run_tests {
             ("blocker/x".to_string(), UploadSource::Bytes(b"1".to_vec())),
             ("ok.txt".to_string(), UploadSource::Bytes(b"2".to_vec())),
         ];
-        let err = run_with(&o, &spec("periodic"), extra, &fast)
+        let err = run_with(&o, &spec("periodic"), extra, &Substitutes::default(), &fast)
             .await
             .unwrap_err();
         assert!(

@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use pod_utils::downwardapi::{self, JobSpec, SpecError};
-use pod_utils::gcsupload::{self, UploadError, UploadSource};
+use pod_utils::gcs::UploadConfig;
+use pod_utils::gcsupload::{self, Substitute, Substitutes, UploadError, UploadSource};
 use pod_utils::wrapper::{self, MarkerResult};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
@@ -210,21 +211,27 @@ impl Job<'_> {
 
     /// preUpload, then the upload of this outcome.
     async fn report(&self, passed: bool, aborted: bool) -> Result<(), RunError> {
-        self.pre_upload().await;
-        self.do_upload(passed, aborted).await
+        // Held until the upload is done: it owns the censored copies the upload reads.
+        let censored = self.pre_upload().await;
+        let mut substitutes = Substitutes::default();
+        if let Some(report) = &censored {
+            for (original, copy) in &report.copies {
+                substitutes.insert(original, Substitute::Copy(copy.clone()));
+            }
+        }
+        self.do_upload(passed, aborted, &substitutes).await
     }
 
     /// Upstream's `preUpload`: the deprecation warning, then censoring when configured. A
-    /// censoring failure is only a warning: uploading uncensored beats uploading nothing.
-    async fn pre_upload(&self) {
+    /// censoring failure is only a warning: uploading uncensored beats uploading nothing. The
+    /// report holds the censored copies of files that could not be rewritten in place.
+    async fn pre_upload(&self) -> Option<crate::censor::Report> {
         if self.opts.deprecated_wrapper {
             tracing::warn!(
                 "Using deprecated wrapper_options instead of entries. Please update prow/pod-utils/decorate before June 2019"
             );
         }
-        let Some(censoring) = self.opts.censoring.clone() else {
-            return;
-        };
+        let censoring = self.opts.censoring.clone()?;
         let CensorTargets {
             process_logs,
             items,
@@ -233,18 +240,30 @@ impl Job<'_> {
         // Censoring reads and rewrites whole files: keep it off the async workers.
         let censored = tokio::task::spawn_blocking(move || {
             let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
-            crate::censor::censor(&censoring, &process_logs, &items)
+            crate::censor::censor(&censoring, &process_logs, &items, &std::env::temp_dir())
         })
         .await;
         match censored {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "Failed to censor data"),
-            Err(e) => tracing::warn!(error = %e, "Failed to censor data"),
+            Ok(report) => {
+                if let Err(e) = &report.result {
+                    tracing::warn!(error = %e, "Failed to censor data");
+                }
+                Some(report)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Failed to censor data");
+                None
+            }
         }
     }
 
     /// Upstream's `doUpload`.
-    async fn do_upload(&self, passed: bool, aborted: bool) -> Result<(), RunError> {
+    async fn do_upload(
+        &self,
+        passed: bool,
+        aborted: bool,
+        substitutes: &Substitutes,
+    ) -> Result<(), RunError> {
         let entries = &self.opts.entries;
         let mut extra: Vec<(String, UploadSource)> = build_logs(entries)
             .into_iter()
@@ -274,9 +293,15 @@ impl Job<'_> {
             FINISHED_FILE_NAME.to_string(),
             UploadSource::Bytes(finished.to_json().into_bytes()),
         ));
-        gcsupload::run(&self.opts.gcs_options, &self.spec, extra)
-            .await
-            .map_err(RunError::Upload)
+        gcsupload::run_with(
+            &self.opts.gcs_options,
+            &self.spec,
+            extra,
+            substitutes,
+            &UploadConfig::default(),
+        )
+        .await
+        .map_err(RunError::Upload)
     }
 }
 

@@ -112,7 +112,10 @@ impl Fixture {
     }
 
     fn censor(&self, opts: &CensoringOptions) -> Result<(), CensorError> {
-        censor::censor(opts, &self.logs(), &self.items())
+        let report = censor::censor(opts, &self.logs(), &self.items(), &std::env::temp_dir());
+        // Everything here is writable: nothing is censored into a copy.
+        assert!(report.copies.is_empty(), "{:?}", report.copies);
+        report.result
     }
 }
 
@@ -374,7 +377,9 @@ fn missing_item_and_process_log_are_reported() {
         &fx.options(),
         std::slice::from_ref(&log),
         std::slice::from_ref(&item),
+        &std::env::temp_dir(),
     )
+    .result
     .unwrap_err();
     assert_eq!(
         err.to_string(),

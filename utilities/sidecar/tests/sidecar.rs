@@ -404,3 +404,97 @@ fn upload_failure_is_logged_and_late_signals_are_ignored() {
         .count();
     assert_eq!(starts, 1, "{stderr}");
 }
+
+/// A pod's test container often runs as another user than sidecar: here root wrote the
+/// artifacts (directories 0755, as a root test container leaves them) and sidecar runs as
+/// 65532, so it cannot rewrite them in place. Upstream then uploads the secrets as they are;
+/// sidecar uploads censored copies instead, and nothing is lost.
+#[test]
+fn artifacts_sidecar_cannot_rewrite_are_uploaded_as_censored_copies() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        let _: Option<()> = pod_utils::testsupport::skip_or_fail(
+            "root",
+            "running sidecar as another user needs root".into(),
+        );
+        return;
+    }
+    let sb = Sandbox::new();
+    let chmod = |p: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    // The pod's volumes: emptyDirs are 0777, /tmp 1777; the sandbox root must be traversable.
+    chmod(sb.logs.parent().unwrap(), 0o755);
+    chmod(&sb.logs, 0o777);
+    chmod(&sb.output, 0o777);
+    chmod(&sb.tmp, 0o1777);
+    let secrets = sb.logs.parent().unwrap().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::write(secrets.join("token"), "hunter2-secret").unwrap();
+    let art = sb.logs.join("artifacts");
+    std::fs::create_dir_all(art.join("sub")).unwrap();
+    std::fs::write(art.join("sub/leak.txt"), "leaked hunter2-secret!").unwrap();
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::default(),
+    ));
+    let body = b"in the archive: hunter2-secret";
+    let mut header = tar::Header::new_gnu();
+    header.set_size(body.len() as u64);
+    header.set_mode(0o644);
+    tar.append_data(&mut header, "member.txt", &body[..])
+        .unwrap();
+    std::fs::write(
+        art.join("sub/bundle.tar.gz"),
+        tar.into_inner().unwrap().finish().unwrap(),
+    )
+    .unwrap();
+    sb.write_log("test", "token is hunter2-secret\n");
+    sb.write_marker("test", 0);
+
+    let options = sb.options(
+        &[sb.entry("test")],
+        json!({"censoring_options": {"secret_directories": [secrets]}}),
+    );
+    let out = sb.command(&options).uid(65532).gid(65532).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("Failed to censor data"), "{stderr}");
+    assert_eq!(
+        sb.output_file("artifacts/sub/leak.txt"),
+        "leaked XXXXXXXXXXXXXX!"
+    );
+    let bundle = std::fs::read(sb.output.join("artifacts/sub/bundle.tar"))
+        .unwrap_or_else(|e| panic!("{e}: {:?}\n{stderr}", sb.output_tree()));
+    let mut members = tar::Archive::new(flate2::read::GzDecoder::new(&bundle[..]));
+    let mut found = Vec::new();
+    for m in members.entries().unwrap() {
+        let mut m = m.unwrap();
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut m, &mut s).unwrap();
+        found.push((m.path().unwrap().display().to_string(), s));
+    }
+    assert!(
+        found.contains(&(
+            "member.txt".to_string(),
+            "in the archive: XXXXXXXXXXXXXX".to_string()
+        )),
+        "{found:?}"
+    );
+    // The process log's directory is an emptyDir: it is censored in place, as upstream.
+    assert_eq!(sb.output_file("build-log.txt"), "token is XXXXXXXXXXXXXX\n");
+    let copies = messages(&stderr)
+        .into_iter()
+        .filter(|m| m == "Could not censor in place, uploading a censored copy instead.")
+        .count();
+    assert_eq!(copies, 2, "{stderr}");
+    // Go's wording, without the path tempfile adds to its errors.
+    assert!(
+        stderr.contains("sub/tmp-censor*: permission denied\""),
+        "{stderr}"
+    );
+    // The copies are gone once uploaded.
+    assert_eq!(std::fs::read_dir(&sb.tmp).unwrap().count(), 0);
+}

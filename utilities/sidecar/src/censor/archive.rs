@@ -23,6 +23,7 @@ use flate2::{Crc, Decompress, FlushDecompress, Status};
 
 use pod_utils::wrapper::go_errno_text;
 
+use super::aside::{Aside, is_permission};
 use super::replacer::Censorer;
 use super::stream::{FileError, censor_file};
 use super::walk::{Visit, lossy, parent_dir, walk};
@@ -110,14 +111,26 @@ pub enum ArchiveError {
     Repack(RepackError),
 }
 
+/// Where a censored file ended up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placed {
+    /// It replaced the original.
+    InPlace,
+    /// The original's directory was not writable: a copy from the [`Aside`] is to be uploaded
+    /// in its place.
+    Aside(PathBuf),
+}
+
 /// Censors the archive at `path`. Failures to censor single extracted files do not stop the
-/// archive from being repacked; they are appended to `file_failures`.
+/// archive from being repacked; they are appended to `file_failures`. When the archive's
+/// directory is not writable the repacked archive goes to `aside`.
 pub fn censor_archive(
     path: &Path,
     censorer: &Censorer,
     buf: &mut [u8],
+    aside: &Aside,
     file_failures: &mut Vec<FileError>,
-) -> Result<(), ArchiveError> {
+) -> Result<Placed, ArchiveError> {
     let dir = tempfile::Builder::new()
         .prefix("tmp-unpack")
         .tempdir()
@@ -138,7 +151,18 @@ pub fn censor_archive(
         }
         Ok(Visit::Continue)
     })?;
-    archive(dir.path(), path).map_err(ArchiveError::Repack)
+    match archive(dir.path(), path) {
+        Ok(()) => Ok(Placed::InPlace),
+        Err(RepackError::TempFile(PathError { source, .. }))
+        | Err(RepackError::Rename(RenameError { source, .. }))
+            if is_permission(&source) =>
+        {
+            archive_aside(dir.path(), aside)
+                .map(Placed::Aside)
+                .map_err(ArchiveError::Repack)
+        }
+        Err(e) => Err(ArchiveError::Repack(e)),
+    }
 }
 
 /// Whether upstream would accept an entry name.
@@ -269,15 +293,40 @@ fn read_error(e: io::Error) -> ReadError {
 /// Packs `src_dir` into a tar.gz at `dest` through a temp file beside it (upstream `archive`).
 pub fn archive(src_dir: &Path, dest: &Path) -> Result<(), RepackError> {
     let dir = parent_dir(dest);
-    let temp = tempfile::Builder::new()
-        .prefix("tmp-archive")
-        .tempfile_in(&dir)
-        .map_err(|e| {
-            RepackError::TempFile(PathError::new("open", lossy(&dir.join("tmp-archive*")), e))
-        })?;
+    let temp = super::aside::temp_file_in(&dir, "tmp-archive").map_err(|e| {
+        RepackError::TempFile(PathError::new("open", lossy(&dir.join("tmp-archive*")), e))
+    })?;
     let temp_name = lossy(temp.path());
+    pack(src_dir, temp.as_file(), &temp_name)?;
+    temp.persist(dest).map_err(|e| {
+        RepackError::Rename(RenameError {
+            from: temp_name.clone(),
+            to: lossy(dest),
+            source: e.error,
+        })
+    })?;
+    Ok(())
+}
+
+/// Packs `src_dir` into a new file from `aside` and returns its path.
+fn archive_aside(src_dir: &Path, aside: &Aside) -> Result<PathBuf, RepackError> {
+    let temp = aside.file().map_err(RepackError::TempFile)?;
+    let temp_name = lossy(temp.path());
+    pack(src_dir, temp.as_file(), &temp_name)?;
+    temp.into_temp_path().keep().map_err(|e| {
+        RepackError::Rename(RenameError {
+            from: temp_name.clone(),
+            to: temp_name.clone(),
+            source: e.error,
+        })
+    })
+}
+
+/// Writes the tar.gz of `src_dir` into `out` (named `temp_name` in errors).
+fn pack(src_dir: &Path, out: &File, temp_name: &str) -> Result<(), RepackError> {
+    let temp_name = temp_name.to_string();
     let gz = flate2::write::GzEncoder::new(
-        io::BufWriter::with_capacity(64 * 1024, temp.as_file()),
+        io::BufWriter::with_capacity(64 * 1024, out),
         flate2::Compression::default(),
     );
     let mut builder = tar::Builder::new(gz);
@@ -340,14 +389,6 @@ pub fn archive(src_dir: &Path, dest: &Path) -> Result<(), RepackError> {
     let gz = builder.into_inner().map_err(finish)?;
     let mut out = gz.finish().map_err(finish)?;
     out.flush().map_err(finish)?;
-    drop(out);
-    temp.persist(dest).map_err(|e| {
-        RepackError::Rename(RenameError {
-            from: temp_name.clone(),
-            to: lossy(dest),
-            source: e.error,
-        })
-    })?;
     Ok(())
 }
 

@@ -16,6 +16,7 @@ would hang; see `stream` and `archive` for the rest.
 */
 
 pub mod archive;
+pub mod aside;
 mod glob;
 mod ini;
 pub mod replacer;
@@ -25,6 +26,7 @@ pub mod stream;
 mod walk;
 
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::fs::File;
 use std::io::{ErrorKind, Read};
@@ -35,7 +37,8 @@ use std::time::Instant;
 use crate::options::CensoringOptions;
 
 pub use crate::goerr::{PathError, RenameError};
-pub use archive::ArchiveError;
+pub use archive::{ArchiveError, Placed};
+pub use aside::Aside;
 pub use glob::GlobError;
 pub use replacer::{BuildError, Censorer};
 pub use secrets::SecretsError;
@@ -114,21 +117,40 @@ fn aggregate(failures: &[Failure]) -> String {
     format!("[{}]", seen.join(", "))
 }
 
-/// Censors `process_logs` (always) and the selected files under `items` in place.
+/// What a censoring pass did.
+#[derive(Debug)]
+pub struct Report {
+    /// Files that could not be rewritten in place (their directory is not sidecar's to write),
+    /// each with the censored copy to upload instead.
+    pub copies: BTreeMap<PathBuf, PathBuf>,
+    pub result: Result<(), CensorError>,
+    /// Holds the copies; dropping the report removes them.
+    _aside: Aside,
+}
+
+/// Censors `process_logs` (always) and the selected files under `items` in place; a file whose
+/// directory is not writable is censored into a copy under `tmp` instead (see [`aside`]).
 pub fn censor(
     opts: &CensoringOptions,
     process_logs: &[PathBuf],
     items: &[PathBuf],
-) -> Result<(), CensorError> {
+    tmp: &Path,
+) -> Report {
     tracing::info!("Starting to censor data");
     let start = Instant::now();
-    let result = run(opts, process_logs, items);
+    let aside = Aside::new(tmp);
+    let mut copies = BTreeMap::new();
+    let result = run(opts, process_logs, items, &aside, &mut copies);
     let took = i64::try_from(start.elapsed().as_nanos()).unwrap_or(i64::MAX);
     tracing::info!(
         duration = %pod_utils::duration::format(took),
         "Finished censoring data"
     );
-    result
+    Report {
+        copies,
+        result,
+        _aside: aside,
+    }
 }
 
 enum Job {
@@ -140,6 +162,8 @@ fn run(
     opts: &CensoringOptions,
     process_logs: &[PathBuf],
     items: &[PathBuf],
+    aside: &Aside,
+    copies: &mut BTreeMap<PathBuf, PathBuf>,
 ) -> Result<(), CensorError> {
     let concurrency = match opts.censoring_concurrency {
         None => DEFAULT_CONCURRENCY,
@@ -170,12 +194,19 @@ fn run(
     let (tx, rx) = mpsc::sync_channel::<(usize, Job)>(concurrency);
     let rx = Mutex::new(rx);
     let found: Mutex<Vec<(usize, Vec<Failure>)>> = Mutex::new(Vec::new());
-    let record = |seq: usize, f: Vec<Failure>| {
-        if !f.is_empty() {
+    let copied: Mutex<Vec<(PathBuf, PathBuf)>> = Mutex::new(Vec::new());
+    let record = |seq: usize, done: Done| {
+        if let Some(c) = done.copy {
+            copied
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(c);
+        }
+        if !done.failures.is_empty() {
             found
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .push((seq, f));
+                .push((seq, done.failures));
         }
     };
     std::thread::scope(|s| {
@@ -195,7 +226,7 @@ fn run(
                         if buf.len() != buffer_size {
                             buf = vec![0; buffer_size];
                         }
-                        record(seq, run_job(job, &censorer, &mut buf));
+                        record(seq, run_job(job, &censorer, &mut buf, aside));
                     }
                 });
             match spawned {
@@ -220,13 +251,21 @@ fn run(
                 if buf.len() != buffer_size {
                     *buf = vec![0; buffer_size];
                 }
-                record(next(), run_job(job, &censorer, &mut buf));
+                record(next(), run_job(job, &censorer, &mut buf, aside));
             } else {
                 // Workers only stop once the sender is gone, so sending cannot fail.
                 let _ = tx.send((next(), job));
             }
         };
-        let fail = |f: Failure| record(next(), vec![f]);
+        let fail = |f: Failure| {
+            record(
+                next(),
+                Done {
+                    failures: vec![f],
+                    copy: None,
+                },
+            )
+        };
         for log in process_logs {
             submit(Job::File(log.clone()));
         }
@@ -277,6 +316,7 @@ fn run(
         drop(tx);
     });
 
+    copies.extend(copied.into_inner().unwrap_or_else(PoisonError::into_inner));
     let mut found = found.into_inner().unwrap_or_else(PoisonError::into_inner);
     found.sort_by_key(|(seq, _)| *seq);
     let failures: Vec<Failure> = found.into_iter().flat_map(|(_, f)| f).collect();
@@ -298,25 +338,59 @@ fn buffer_size(configured: Option<i64>, largest: usize) -> usize {
     usize::try_from(raised).unwrap_or(DEFAULT_BUFFER_SIZE)
 }
 
-fn run_job(job: Job, censorer: &Censorer, buf: &mut [u8]) -> Vec<Failure> {
+/// One job's result: what failed, and the censored copy made for a file that could not be
+/// rewritten in place (original, copy).
+struct Done {
+    failures: Vec<Failure>,
+    copy: Option<(PathBuf, PathBuf)>,
+}
+
+fn run_job(job: Job, censorer: &Censorer, buf: &mut [u8], aside: &Aside) -> Done {
+    let mut done = Done {
+        failures: Vec::new(),
+        copy: None,
+    };
     match job {
         Job::File(path) => match stream::censor_file(&path, censorer, buf) {
-            Ok(()) => Vec::new(),
-            Err(e) => vec![Failure::File(e)],
+            Ok(()) => {}
+            Err(e) if e.is_permission() => match stream::censor_copy(&path, censorer, buf, aside) {
+                Ok(copy) => {
+                    copied_aside(&path, &copy, &e);
+                    done.copy = Some((path, copy));
+                }
+                Err(again) => done
+                    .failures
+                    .extend([Failure::File(e), Failure::File(again)]),
+            },
+            Err(e) => done.failures.push(Failure::File(e)),
         },
         Job::Archive(path) => {
             let mut inner = Vec::new();
-            let result = archive::censor_archive(&path, censorer, buf, &mut inner);
-            let mut out: Vec<Failure> = inner.into_iter().map(Failure::File).collect();
-            if let Err(source) = result {
-                out.push(Failure::Archive {
+            let result = archive::censor_archive(&path, censorer, buf, aside, &mut inner);
+            done.failures = inner.into_iter().map(Failure::File).collect();
+            match result {
+                Ok(Placed::InPlace) => {}
+                Ok(Placed::Aside(copy)) => {
+                    copied_aside(&path, &copy, &"its directory is not writable");
+                    done.copy = Some((path, copy));
+                }
+                Err(source) => done.failures.push(Failure::Archive {
                     path: lossy(&path),
                     source,
-                });
+                }),
             }
-            out
         }
     }
+    done
+}
+
+fn copied_aside(path: &Path, copy: &Path, why: &dyn std::fmt::Display) {
+    tracing::info!(
+        path = %lossy(path),
+        copy = %lossy(copy),
+        reason = %why,
+        "Could not censor in place, uploading a censored copy instead."
+    );
 }
 
 /// Whether a file is an archive, judged as Go's `http.DetectContentType` would from its first

@@ -15,8 +15,9 @@ of a file), and a failed attempt removes its temp file instead of leaving it to 
 
 use std::fs::File;
 use std::io::{self, ErrorKind, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use super::aside::Aside;
 use super::replacer::Censorer;
 use super::walk::{lossy, parent_dir};
 use crate::goerr::{PathError, RenameError};
@@ -44,6 +45,17 @@ pub enum FileError {
     Censor(StreamError),
     #[error("could not overwrite file after censoring: {0}")]
     Rename(RenameError),
+}
+
+impl FileError {
+    /// Whether the file could be read but its directory not written: a copy elsewhere works.
+    pub fn is_permission(&self) -> bool {
+        match self {
+            FileError::TempFile(e) => super::aside::is_permission(&e.source),
+            FileError::Rename(e) => super::aside::is_permission(&e.source),
+            _ => false,
+        }
+    }
 }
 
 /// Streams `input` to `output`, censored, holding at most `buf.len()` bytes. `names` are the
@@ -119,12 +131,9 @@ pub fn censor_file(path: &Path, censorer: &Censorer, buf: &mut [u8]) -> Result<(
     let mut input =
         File::open(path).map_err(|e| FileError::Open(PathError::new("open", &name, e)))?;
     let dir = parent_dir(path);
-    let mut temp = tempfile::Builder::new()
-        .prefix("tmp-censor")
-        .tempfile_in(&dir)
-        .map_err(|e| {
-            FileError::TempFile(PathError::new("open", lossy(&dir.join("tmp-censor*")), e))
-        })?;
+    let mut temp = super::aside::temp_file_in(&dir, "tmp-censor").map_err(|e| {
+        FileError::TempFile(PathError::new("open", lossy(&dir.join("tmp-censor*")), e))
+    })?;
     let temp_name = lossy(temp.path());
     // On error `temp` is dropped here, which deletes it.
     censor_stream(
@@ -141,6 +150,36 @@ pub fn censor_file(path: &Path, censorer: &Censorer, buf: &mut [u8]) -> Result<(
             from: temp_name.clone(),
             to: name.clone(),
             source,
+        })
+    })
+}
+
+/// Censors the file at `path` into a new file from `aside`, leaving the original as it is, and
+/// returns the copy's path (for a file whose directory sidecar may not write).
+pub fn censor_copy(
+    path: &Path,
+    censorer: &Censorer,
+    buf: &mut [u8],
+    aside: &Aside,
+) -> Result<PathBuf, FileError> {
+    let name = lossy(path);
+    let mut input =
+        File::open(path).map_err(|e| FileError::Open(PathError::new("open", &name, e)))?;
+    let mut temp = aside.file().map_err(FileError::TempFile)?;
+    let temp_name = lossy(temp.path());
+    censor_stream(
+        &mut input,
+        temp.as_file_mut(),
+        censorer,
+        buf,
+        (&name, &temp_name),
+    )
+    .map_err(FileError::Censor)?;
+    temp.into_temp_path().keep().map_err(|e| {
+        FileError::Rename(RenameError {
+            from: temp_name.clone(),
+            to: temp_name.clone(),
+            source: e.error,
         })
     })
 }
