@@ -128,6 +128,13 @@ pub struct Decoration {
     pub upload_ignores_interrupts: bool,
     #[serde(default)]
     pub skip_cloning: bool,
+    /// decoration_config.run_as_user / run_as_group / fs_group: the pod's security context.
+    #[serde(default)]
+    pub run_as_user: Option<u32>,
+    #[serde(default)]
+    pub run_as_group: Option<u32>,
+    #[serde(default)]
+    pub fs_group: Option<u32>,
 }
 
 fn default_timeout() -> String {
@@ -189,6 +196,12 @@ pub struct Container {
     /// Extra environment for the container, before the downward API's.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// The container's own securityContext.runAsUser / runAsGroup (a root build container in
+    /// a nonroot pod, say).
+    #[serde(default)]
+    pub run_as_user: Option<u32>,
+    #[serde(default)]
+    pub run_as_group: Option<u32>,
 }
 
 /// The fixtures folder at the workspace root.

@@ -140,16 +140,15 @@ fn body(n: &crate::normalise::Pod, data: &[u8]) -> String {
     content(n, data)
 }
 
-/// A tar archive (a censored tar.gz artifact, once gunzipped) shown entry by entry. Sidecar
-/// repacks censored archives from freshly extracted files, so entry mtimes are the time of the
-/// run, as upstream's are: they are left out; everything else in the headers is compared.
+/// A tar archive (a censored tar.gz artifact, once gunzipped) shown entry by entry, every header
+/// field compared: sidecar rewrites censored archives member by member, keeping their headers.
 fn tar_listing(n: &crate::normalise::Pod, data: &[u8]) -> Option<String> {
     use std::fmt::Write as _;
     use std::io::Read as _;
     if data.get(257..262) != Some(b"ustar".as_slice()) {
         return None;
     }
-    let mut s = String::from("(tar; entry mtimes not compared)\n");
+    let mut s = String::from("(tar)\n");
     let mut archive = tar::Archive::new(data);
     for entry in archive.entries().ok()? {
         let mut entry = entry.ok()?;
@@ -157,9 +156,10 @@ fn tar_listing(n: &crate::normalise::Pod, data: &[u8]) -> Option<String> {
         let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let _ = writeln!(
             s,
-            "-- {:?} {path} mode {:o} uid {} gid {} user {} group {} size {}",
+            "-- {:?} {path} mode {:o} mtime {} uid {} gid {} user {} group {} size {}",
             h.entry_type(),
             h.mode().ok()?,
+            h.mtime().ok()?,
             h.uid().ok()?,
             h.gid().ok()?,
             h.username().ok().flatten().unwrap_or("-"),

@@ -191,7 +191,7 @@ fn sboms_list_the_crates_and_c_libraries_of_each_binary() {
     assert!(rels.iter().any(|r| r["relationshipType"] == "STATIC_LINK"));
 }
 
-/// `65532:65532` -> (65532, 65532).
+/// `0:0` -> (0, 0).
 fn user(img: &StoredImage) -> (u32, u32) {
     let u = img
         .config
@@ -238,7 +238,8 @@ fn smoke(arch: Arch) {
             arch.oci_architecture()
         );
         assert_eq!(img.config.variant().as_deref(), arch.oci_variant());
-        assert_eq!(user(&img), (65532, 65532));
+        // Root unless the pod says otherwise, as upstream's images.
+        assert_eq!(user(&img), (0, 0));
         let root = unpack(&l, &img);
         let entry = &img
             .config
@@ -257,15 +258,24 @@ fn smoke(arch: Arch) {
                 .is_file()
         );
         if !p.shipped {
-            // The fixture job proves the user is applied: it reads its own credentials.
+            // The fixture job proves the user is applied: it reports its own credentials, as
+            // the config's user and as the `nonroot` user a pod may pick.
+            let out = command(arch, root.path(), &img).arg("id").output().unwrap();
+            let id = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{arch} fixture-job: {out:?}");
+            assert!(id.starts_with("uid=0 gid=0 "), "{arch}: {id}");
             let out = command(arch, root.path(), &img)
-                .args(["cat", "/proc/self/status"])
+                .arg("id")
+                .uid(65532)
+                .gid(65532)
                 .output()
                 .unwrap();
-            let status = String::from_utf8_lossy(&out.stdout);
-            assert!(out.status.success(), "{arch} fixture-job: {out:?}");
-            assert!(status.contains("Uid:\t65532\t65532"), "{arch}: {status}");
-            assert!(status.contains("Gid:\t65532\t65532"), "{arch}: {status}");
+            let id = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{arch} fixture-job as nonroot: {out:?}"
+            );
+            assert!(id.starts_with("uid=65532 gid=65532 "), "{arch}: {id}");
             continue;
         }
         let out = command(arch, root.path(), &img)
@@ -425,7 +435,7 @@ fn docker_archive_loads_into_the_engine() {
         if let Some(variant) = arch.oci_variant() {
             assert_eq!(v["Variant"], variant);
         }
-        assert_eq!(v["Config"]["User"], "65532:65532");
+        assert_eq!(v["Config"]["User"], "0:0");
         let path = image::programs()
             .into_iter()
             .find(|p| p.name == program)
@@ -443,20 +453,32 @@ fn docker_archive_loads_into_the_engine() {
                 .unwrap()["org.opencontainers.image.revision"]
         );
     }
-    // The native images run in the engine, as the nonroot user (no network needed).
-    let run = |image: &str, args: &[&str]| {
-        let mut a = vec!["run", "--rm", "--network", "none", image];
+    // The native images run in the engine, as root by default and as any user a pod names
+    // (no network needed).
+    let run = |user: Option<&str>, image: &str, args: &[&str]| {
+        let mut a = vec!["run", "--rm", "--network", "none"];
+        if let Some(u) = user {
+            a.extend(["--user", u]);
+        }
+        a.push(image);
         a.extend(args);
         docker(&a)
     };
-    let out = run(&format!("{prefix}/entrypoint:{TAG}-amd64"), &["--help"]);
-    assert!(matches!(out.status.code(), Some(0 | 2)), "{out:?}");
     let out = run(
-        &format!("{prefix}/fixture-job:{TAG}-amd64"),
-        &["cat", "/proc/self/status"],
+        None,
+        &format!("{prefix}/entrypoint:{TAG}-amd64"),
+        &["--help"],
     );
+    assert!(matches!(out.status.code(), Some(0 | 2)), "{out:?}");
+    let job = format!("{prefix}/fixture-job:{TAG}-amd64");
+    let out = run(None, &job, &["id"]);
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("Uid:\t65532\t65532"),
+        String::from_utf8_lossy(&out.stdout).starts_with("uid=0 gid=0 "),
+        "{out:?}"
+    );
+    let out = run(Some("65532"), &job, &["id"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("uid=65532 gid=65532 "),
         "{out:?}"
     );
     drop(loaded);

@@ -7,6 +7,7 @@ images. [`run`] picks one by [`RunOptions::backend`].
 
 pub mod docker;
 pub mod qemu;
+pub mod volumes;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -3,7 +3,9 @@ The qemu backend: every container is a process of the arch's binary, run under q
 foreign arches. Volumes are folders of a per-pod root (`target/lab/pods/<arch>/<pod>/`) and every
 in-pod path in a container's command, environment and options is rewritten to its folder, longest
 mount first. Children a utility starts (entrypoint's test command) run through binfmt_misc when
-the host has the arch registered, else the emulator is put in front of them explicitly.
+the host has the arch registered, else the emulator is put in front of them explicitly. A
+container the rendered pod gives a user (see [`RunAs`]) runs as it; the others run as the invoking
+user, root in the lab, as the images' default user is.
 */
 
 use std::collections::BTreeMap;
@@ -19,7 +21,7 @@ use serde_json::Value;
 use super::{Checkout, ContainerExit, POD_DEADLINE, PodRun, RunOptions};
 use crate::build;
 use crate::observe::exit_text;
-use crate::pod::{self, BUCKET, Container, Pod, STORAGE_ENDPOINT, Storage, VolumeSource};
+use crate::pod::{self, BUCKET, Container, Pod, RunAs, STORAGE_ENDPOINT, Storage};
 use crate::runner::Runner;
 use crate::target::Arch;
 
@@ -92,24 +94,10 @@ pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
         Storage::Local => (Server::None, String::new()),
     };
 
-    // Volumes -> folders.
-    let mut vol_dirs = BTreeMap::new();
-    for v in &pod.volumes {
-        let dir = match &v.source {
-            VolumeSource::HostPath(p) => PathBuf::from(p),
-            VolumeSource::EmptyDir => root.join("vol").join(&v.name),
-            VolumeSource::Secret(files) => {
-                let d = root.join("vol").join(&v.name);
-                fs::create_dir_all(&d)?;
-                for (name, content) in files {
-                    fs::write(d.join(name), content.replace(STORAGE_ENDPOINT, &endpoint))?;
-                }
-                d
-            }
-        };
-        fs::create_dir_all(&dir)?;
-        vol_dirs.insert(v.name.clone(), dir);
-    }
+    let vol_dirs: BTreeMap<String, PathBuf> = super::volumes::make(pod, &root, &endpoint)?
+        .into_iter()
+        .map(|(name, v)| (name, v.dir))
+        .collect();
     let mut path_map = Vec::new();
     let ctx = Ctx {
         arch,
@@ -120,6 +108,7 @@ pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
         endpoint: &endpoint,
         opts,
         trace_dir: trace_dir.as_deref(),
+        security: pod.security,
     };
 
     let mut init = Vec::new();
@@ -256,6 +245,7 @@ struct Ctx<'a> {
     endpoint: &'a str,
     opts: &'a RunOptions,
     trace_dir: Option<&'a Path>,
+    security: pod::PodSecurityContext,
 }
 
 impl Ctx<'_> {
@@ -318,17 +308,26 @@ impl Ctx<'_> {
             Command::new(exe)
         };
         let emulated = self.runner.emulator.is_some();
+        let run_as = RunAs::of(&self.security, &c.security);
+        let user = run_as.clone();
         // SAFETY: the closure runs in the forked child before exec and only makes raw
-        // system calls (setrlimit, open, write, close) on constant data.
+        // system calls (setrlimit, open, write, close, setgroups, setgid, setuid) on data
+        // allocated before the fork.
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
                 enable_core_dumps(emulated);
-                Ok(())
+                match &user {
+                    Some(r) => become_user(r),
+                    None => Ok(()),
+                }
             });
         }
         cmd.args(&argv[1..]);
         let home = self.root.join("home").join(&c.name);
         fs::create_dir_all(&home)?;
+        if let Some(r) = &run_as {
+            std::os::unix::fs::chown(&home, Some(r.uid), Some(r.gid))?;
+        }
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &home);
@@ -461,6 +460,22 @@ fn translate_json(v: &mut Value, mounts: &[(String, PathBuf)]) {
 /// In a forked child: allow core dumps, so a crashing guest leaves one for triage. Under qemu the
 /// guest's core is written by qemu itself; the kernel's core of qemu that follows is made tiny
 /// (coredump_filter 0: no memory) since it says nothing about the guest.
+/// The container's user, as the runtime sets it: supplementary groups, group, then user (the
+/// qemu backend otherwise runs everything as the invoking user, root in the lab).
+fn become_user(r: &RunAs) -> std::io::Result<()> {
+    use nix::libc;
+    // SAFETY: plain system calls on memory owned by `r`, which outlives them.
+    unsafe {
+        if libc::setgroups(r.groups.len(), r.groups.as_ptr()) != 0
+            || libc::setgid(r.gid) != 0
+            || libc::setuid(r.uid) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 fn enable_core_dumps(emulated: bool) {
     use nix::libc;
     let unlimited = libc::rlimit {

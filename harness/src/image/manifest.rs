@@ -13,7 +13,7 @@ use oci_spec::image::{
     ImageManifestBuilder, MediaType, Os, Platform, PlatformBuilder, RootFsBuilder,
 };
 
-use super::rootfs::{CA_BUNDLE_PATH, NONROOT_GID, NONROOT_UID};
+use super::rootfs::{CA_BUNDLE_PATH, DEFAULT_GID, DEFAULT_UID};
 use super::source::Source;
 use crate::target::Arch;
 
@@ -22,7 +22,7 @@ const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 /// The config's `User`: numeric, so it works without looking up `/etc/passwd`.
 pub fn user() -> String {
-    format!("{NONROOT_UID}:{NONROOT_GID}")
+    format!("{DEFAULT_UID}:{DEFAULT_GID}")
 }
 
 /// OCI annotations (and config labels) every document carries.
@@ -221,7 +221,7 @@ mod tests {
                 arch.oci_variant()
             );
             assert_eq!(v["created"], "2023-11-14T22:13:20Z");
-            assert_eq!(v["config"]["User"], "65532:65532");
+            assert_eq!(v["config"]["User"], "0:0");
             assert_eq!(v["config"]["Entrypoint"][0], "/ko-app/sidecar");
             assert_eq!(
                 v["config"]["Labels"]["org.opencontainers.image.revision"],

@@ -15,7 +15,12 @@ use anyhow::{Context, Result};
 use flate2::{Compression, GzBuilder};
 use sha2::{Digest, Sha256};
 
-/// The unprivileged user every image runs as (distroless's `nonroot`).
+/// The user every image runs as unless the pod says otherwise: root, as upstream's images (ko
+/// on an alpine base that sets no user). Kubernetes' `runAsNonRoot` pods pick a user instead,
+/// such as `nonroot`.
+pub const DEFAULT_UID: u32 = 0;
+pub const DEFAULT_GID: u32 = 0;
+/// distroless's unprivileged `nonroot` user, listed in `/etc/passwd` for pods that run as it.
 pub const NONROOT_UID: u32 = 65532;
 pub const NONROOT_GID: u32 = 65532;
 pub const NONROOT_HOME: &str = "/home/nonroot";

@@ -13,7 +13,8 @@ use pod_utils::{clone, duration, gcsupload, wrapper};
 use serde_json::json;
 
 use super::{
-    BUCKET, Container, Image, Mount, Pod, STORAGE_ENDPOINT, Storage, Volume, VolumeSource,
+    BUCKET, Container, Image, Mount, Pod, PodSecurityContext, STORAGE_ENDPOINT, SecurityContext,
+    Storage, Volume, VolumeSource,
 };
 use crate::fixture::{Fixture, RefsSpec};
 use crate::git::{self, BuiltRepo};
@@ -149,6 +150,7 @@ pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod>
                 mount("repos", git::REPOS_ROOT),
             ],
             working_dir: None,
+            security: SecurityContext::default(),
         });
     }
     let initupload_opts = initupload::Options {
@@ -182,6 +184,7 @@ pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod>
         env,
         mounts,
         working_dir: None,
+        security: SecurityContext::default(),
     });
     init.push(Container {
         name: "place-entrypoint".into(),
@@ -191,6 +194,7 @@ pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod>
         env: vec![],
         mounts: vec![mount("tools", TOOLS)],
         working_dir: None,
+        security: SecurityContext::default(),
     });
 
     let timeout = duration::parse(&d.timeout).context("decoration.timeout")?;
@@ -272,6 +276,10 @@ pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod>
             env,
             mounts,
             working_dir: workdir.clone(),
+            security: SecurityContext {
+                run_as_user: c.run_as_user,
+                run_as_group: c.run_as_group,
+            },
         });
         entries.push(w);
     }
@@ -319,6 +327,7 @@ pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod>
         env,
         mounts,
         working_dir: None,
+        security: SecurityContext::default(),
     });
 
     let checkouts = if clones {
@@ -333,6 +342,13 @@ pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod>
         name: f.name.clone(),
         storage,
         volumes,
+        // As the controller does: the decoration's users fill what the job's pod spec left
+        // unset (the lab's jobs set none of their own).
+        security: PodSecurityContext {
+            run_as_user: d.run_as_user,
+            run_as_group: d.run_as_group,
+            fs_group: d.fs_group,
+        },
         init_containers: init,
         containers,
         delete_after_ms: f.delete_after_ms,
@@ -351,6 +367,15 @@ pub fn job_spec(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<JobS
     });
     if d.censor_secrets {
         decoration["censor_secrets"] = json!(true);
+    }
+    for (key, v) in [
+        ("run_as_user", d.run_as_user),
+        ("run_as_group", d.run_as_group),
+        ("fs_group", d.fs_group),
+    ] {
+        if let Some(v) = v {
+            decoration[key] = json!(v);
+        }
     }
     Ok(JobSpec {
         type_: f.job.type_.clone(),
@@ -410,4 +435,86 @@ fn to_refs(f: &Fixture, r: &RefsSpec, repos: &BTreeMap<String, BuiltRepo>) -> Re
         skip_fetch_head: r.skip_fetch_head,
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(text: &str) -> Fixture {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn decoration_users_become_the_pods_security_context_and_the_job_keeps_its_own() {
+        let f = fixture(
+            r#"
+            description = "x"
+            [job]
+            type = "periodic"
+            name = "p"
+            [decoration]
+            run_as_user = 65532
+            fs_group = 2000
+            [[containers]]
+            name = "test"
+            run_as_user = 0
+            steps = ["print", "x"]
+            "#,
+        );
+        let pod = decorate(&f, &BTreeMap::new()).unwrap();
+        assert_eq!(
+            pod.security,
+            PodSecurityContext {
+                run_as_user: Some(65532),
+                run_as_group: None,
+                fs_group: Some(2000),
+            }
+        );
+        let by_name = |n: &str| {
+            pod.init_containers
+                .iter()
+                .chain(&pod.containers)
+                .find(|c| c.name == n)
+                .unwrap()
+        };
+        let test = by_name("test");
+        assert_eq!(test.security.run_as_user, Some(0));
+        let sidecar = by_name("sidecar");
+        assert_eq!(sidecar.security, SecurityContext::default());
+        // As the kubelet resolves them: the container's own user, else the pod's.
+        let run_as = |c| pod.run_as(c).unwrap();
+        assert_eq!(
+            (run_as(test).uid, run_as(test).gid, run_as(test).groups),
+            (0, 0, vec![2000])
+        );
+        assert_eq!((run_as(sidecar).uid, run_as(sidecar).gid), (65532, 65532));
+        // The JobSpec's decoration_config carries them under upstream's names.
+        let spec = job_spec(&f, &BTreeMap::new()).unwrap();
+        let d = spec.decoration_config.unwrap();
+        assert_eq!(
+            (d["run_as_user"].clone(), d["fs_group"].clone()),
+            (json!(65532), json!(2000))
+        );
+        assert!(d.get("run_as_group").is_none());
+    }
+
+    #[test]
+    fn without_users_the_image_decides() {
+        let f = fixture(
+            r#"
+            description = "x"
+            [job]
+            type = "periodic"
+            name = "p"
+            [[containers]]
+            name = "test"
+            steps = ["print", "x"]
+            "#,
+        );
+        let pod = decorate(&f, &BTreeMap::new()).unwrap();
+        for c in pod.init_containers.iter().chain(&pod.containers) {
+            assert_eq!(pod.run_as(c), None, "{}", c.name);
+        }
+    }
 }

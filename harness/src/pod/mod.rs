@@ -54,6 +54,56 @@ impl Image {
     }
 }
 
+/// A container's `securityContext` user fields (the job's own, for test containers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SecurityContext {
+    pub run_as_user: Option<u32>,
+    pub run_as_group: Option<u32>,
+}
+
+/// The pod's `securityContext` user fields (what `decoration_config`'s `run_as_user`,
+/// `run_as_group` and `fs_group` set).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PodSecurityContext {
+    pub run_as_user: Option<u32>,
+    pub run_as_group: Option<u32>,
+    pub fs_group: Option<u32>,
+}
+
+/// The user our images (and the fixture job's) run as when nothing says otherwise.
+pub const IMAGE_UID: u32 = crate::image::rootfs::DEFAULT_UID;
+
+/// What a container's processes run as, resolved as the kubelet and the runtime do: the
+/// container's setting over the pod's; without a group, the user's group from the image's
+/// `/etc/passwd` (0 for a user it does not list); `fs_group` as a supplementary group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+impl RunAs {
+    /// `None` when neither pod nor container names a user or group: the image decides.
+    pub fn of(pod: &PodSecurityContext, c: &SecurityContext) -> Option<RunAs> {
+        let uid = c.run_as_user.or(pod.run_as_user);
+        let gid = c.run_as_group.or(pod.run_as_group);
+        if uid.is_none() && gid.is_none() && pod.fs_group.is_none() {
+            return None;
+        }
+        let uid = uid.unwrap_or(IMAGE_UID);
+        let gid = gid.unwrap_or(match uid {
+            crate::image::rootfs::NONROOT_UID => crate::image::rootfs::NONROOT_GID,
+            _ => 0,
+        });
+        Some(RunAs {
+            uid,
+            gid,
+            groups: pod.fs_group.into_iter().collect(),
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Container {
     pub name: String,
@@ -64,6 +114,7 @@ pub struct Container {
     pub env: Vec<(String, String)>,
     pub mounts: Vec<Mount>,
     pub working_dir: Option<String>,
+    pub security: SecurityContext,
 }
 
 impl Container {
@@ -101,12 +152,20 @@ pub struct Pod {
     pub name: String,
     pub storage: Storage,
     pub volumes: Vec<Volume>,
+    pub security: PodSecurityContext,
     pub init_containers: Vec<Container>,
     pub containers: Vec<Container>,
     /// Send SIGTERM to every running container this long after they start (pod deletion).
     pub delete_after_ms: Option<u64>,
     /// Where each ref is checked out (in-pod paths), for observing the checkouts.
     pub checkouts: Vec<String>,
+}
+
+impl Pod {
+    /// Who `c`'s processes run as (`None`: the image's default user).
+    pub fn run_as(&self, c: &Container) -> Option<RunAs> {
+        RunAs::of(&self.security, &c.security)
+    }
 }
 
 /// The bucket every lab pod uploads to.

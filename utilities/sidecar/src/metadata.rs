@@ -30,6 +30,10 @@ pub enum MetadataError {
     /// Valid JSON, but not an object.
     #[error("json: cannot unmarshal {value} into Go value of type map[string]interface {{}}")]
     Type { value: &'static str, offset: usize },
+    /// Not upstream's: a file sidecar could not censor and so did not upload (see
+    /// [`withheld_key`]); encoded as the reason's text.
+    #[error("{0}")]
+    Withheld(String),
 }
 
 impl MetadataError {
@@ -42,6 +46,11 @@ impl MetadataError {
             MetadataError::Type { value, offset } => format!(
                 "{{\"Value\":\"{value}\",\"Type\":{{}},\"Offset\":{offset},\"Struct\":\"\",\"Field\":\"\"}}"
             ),
+            MetadataError::Withheld(why) => {
+                let mut out = String::new();
+                encode_str(why, &mut out);
+                out
+            }
         }
     }
 }
@@ -97,6 +106,12 @@ impl CombinedMetadata {
         }
         out.push('}');
     }
+}
+
+/// How a withheld file is named in `sidecar-errors`: `withheld: <local path>` (entries are
+/// `entry <i>: ...`, so the two never collide).
+pub fn withheld_key(path: &std::path::Path) -> String {
+    format!("withheld: {}", path.display())
 }
 
 /// How upstream names an entry in `sidecar-errors`: `entry <i>: <args joined by spaces>`.

@@ -12,6 +12,7 @@ Exit status: 0, even when the upload fails or JOB_SPEC is unusable (reported in 
 when `entry_error` is set and a container failed.
 */
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,7 +27,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use crate::buildlog::{LogContent, build_logs};
 use crate::finished::{Finished, JobResult};
 use crate::logfile::LogFile;
-use crate::metadata::combine_metadata;
+use crate::metadata::{MetadataError, combine_metadata, withheld_key};
 use crate::options::Validated;
 
 /// The object name of sidecar's own log.
@@ -214,12 +215,18 @@ impl Job<'_> {
         // Held until the upload is done: it owns the censored copies the upload reads.
         let censored = self.pre_upload().await;
         let mut substitutes = Substitutes::default();
+        let mut withheld = BTreeMap::new();
         if let Some(report) = &censored {
             for (original, copy) in &report.copies {
                 substitutes.insert(original, Substitute::Copy(copy.clone()));
             }
+            for (path, why) in &report.withheld {
+                substitutes.insert(path, Substitute::Withhold);
+                withheld.insert(path.clone(), why.clone());
+            }
         }
-        self.do_upload(passed, aborted, &substitutes).await
+        self.do_upload(passed, aborted, &substitutes, &withheld)
+            .await
     }
 
     /// Upstream's `preUpload`: the deprecation warning, then censoring when configured. A
@@ -263,6 +270,7 @@ impl Job<'_> {
         passed: bool,
         aborted: bool,
         substitutes: &Substitutes,
+        withheld: &BTreeMap<PathBuf, String>,
     ) -> Result<(), RunError> {
         let entries = &self.opts.entries;
         let mut extra: Vec<(String, UploadSource)> = build_logs(entries)
@@ -275,7 +283,14 @@ impl Job<'_> {
                 (l.name, source)
             })
             .collect();
-        let metadata = combine_metadata(entries);
+        let mut metadata = combine_metadata(entries);
+        // Censoring fails closed: what it withheld is named in finished.json, never dropped
+        // silently.
+        for (path, why) in withheld {
+            metadata
+                .errors
+                .insert(withheld_key(path), MetadataError::Withheld(why.clone()));
+        }
 
         let _finished_uploading = FinishedUploading::start();
         extra.push((

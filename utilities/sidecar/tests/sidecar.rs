@@ -498,3 +498,120 @@ fn artifacts_sidecar_cannot_rewrite_are_uploaded_as_censored_copies() {
     // The copies are gone once uploaded.
     assert_eq!(std::fs::read_dir(&sb.tmp).unwrap().count(), 0);
 }
+
+/// A tar.gz member named raw (no path checks), as an attacker would write it.
+fn raw_member(
+    tar: &mut tar::Builder<impl std::io::Write>,
+    name: &str,
+    kind: tar::EntryType,
+    link: &str,
+    data: &[u8],
+) {
+    let mut h = tar::Header::new_gnu();
+    h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+    h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+    h.set_entry_type(kind);
+    h.set_mode(0o644);
+    h.set_size(data.len() as u64);
+    h.set_cksum();
+    tar.append(&h, data).unwrap();
+}
+
+fn members(targz: &[u8]) -> Vec<(String, tar::EntryType, String)> {
+    let mut a = tar::Archive::new(flate2::read::GzDecoder::new(targz));
+    a.entries()
+        .unwrap()
+        .map(|m| {
+            let mut m = m.unwrap();
+            let name = String::from_utf8_lossy(&m.path_bytes()).into_owned();
+            let kind = m.header().entry_type();
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut m, &mut s).unwrap();
+            (name, kind, s)
+        })
+        .collect()
+}
+
+/// Issue 17's archive: odd names, an absolute one and a symlink out. Upstream refuses to unpack
+/// it and uploads it uncensored; here every member is censored in a rewritten archive, names and
+/// links kept as entries, and nothing is written outside the artifacts.
+#[test]
+fn malicious_archive_is_censored_member_by_member_and_a_corrupt_one_is_withheld() {
+    let sb = Sandbox::new();
+    let secrets = sb.logs.parent().unwrap().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::write(secrets.join("token"), "hunter2-secret").unwrap();
+    let art = sb.logs.join("artifacts");
+    std::fs::create_dir_all(&art).unwrap();
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::default(),
+    ));
+    let body = b"holds hunter2-secret";
+    raw_member(
+        &mut tar,
+        "../../escape.txt",
+        tar::EntryType::Regular,
+        "",
+        body,
+    );
+    raw_member(&mut tar, "/abs.txt", tar::EntryType::Regular, "", body);
+    raw_member(&mut tar, "ok.txt", tar::EntryType::Regular, "", body);
+    raw_member(
+        &mut tar,
+        "passwd",
+        tar::EntryType::Symlink,
+        "/etc/passwd",
+        b"",
+    );
+    let good = tar.into_inner().unwrap().finish().unwrap();
+    std::fs::write(art.join("a.tar.gz"), &good).unwrap();
+    // The same archive cut short: it cannot be read to the end, so it is not uploaded.
+    std::fs::write(art.join("cut.tar.gz"), &good[..good.len() - 12]).unwrap();
+    sb.write_log("test", "ok\n");
+    sb.write_marker("test", 0);
+
+    let options = sb.options(
+        &[sb.entry("test")],
+        json!({"censoring_options": {"secret_directories": [secrets]}}),
+    );
+    let out = sb.command(&options).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let bundle = std::fs::read(sb.output.join("artifacts/a.tar")).unwrap();
+    let masked = "holds XXXXXXXXXXXXXX".to_string();
+    assert_eq!(
+        members(&bundle),
+        [
+            (
+                "../../escape.txt".into(),
+                tar::EntryType::Regular,
+                masked.clone()
+            ),
+            ("/abs.txt".into(), tar::EntryType::Regular, masked.clone()),
+            ("ok.txt".into(), tar::EntryType::Regular, masked),
+            ("passwd".into(), tar::EntryType::Symlink, String::new()),
+        ]
+    );
+    assert!(!sb.logs.parent().unwrap().join("escape.txt").exists());
+    assert!(
+        !sb.output.join("artifacts/cut.tar").exists(),
+        "{:?}",
+        sb.output_tree()
+    );
+    let finished = sb.finished();
+    let errors = &finished["metadata"]["sidecar-errors"];
+    let key = format!("withheld: {}", art.join("cut.tar.gz").display());
+    assert!(
+        errors[&key]
+            .as_str()
+            .is_some_and(|e| e.contains("unexpected EOF")),
+        "{finished}"
+    );
+    assert!(
+        messages(&stderr)
+            .iter()
+            .any(|m| m == "Withholding file from upload"),
+        "{stderr}"
+    );
+}

@@ -16,9 +16,9 @@ serves both.
 - **Order**: init containers one by one (the first failure leaves the rest "not started"), then
   the test containers and sidecar together; `delete_after_ms` sends SIGTERM to those still
   running; the pod deadline SIGKILLs them.
-- **User**: every container runs as `0:0`, as the qemu backend's processes run as the invoking
-  user (root here): the images' `nonroot` user could not open the root-owned fixture remotes
-  (libgit2 refuses repositories of another owner) nor write root-owned secret folders.
+- **User**: what the rendered pod gives each container (its own `securityContext` over the
+  pod's, `fs_group` as a supplementary group, see [`RunAs`]); without one, the image's user
+  (root, as upstream's images).
 - **Foreign arches**: binfmt_misc when it has the arch with flag F, else the host's static qemu
   mounted at [`spec::EMULATOR_PATH`] as each container's entrypoint and before the test command
   (see [`spec::Mode`]).
@@ -33,7 +33,6 @@ pub mod spec;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -46,7 +45,7 @@ use pod_utils::testsupport::Moto;
 use super::{Checkout, ContainerExit, POD_DEADLINE, PodRun, RunOptions};
 use crate::build;
 use crate::observe::Observation;
-use crate::pod::{self, BUCKET, Container, Image, Pod, Storage, VolumeSource};
+use crate::pod::{BUCKET, Container, Image, Pod, PodSecurityContext, RunAs, Storage};
 use crate::probe::Probe;
 use crate::runner::Runner;
 use crate::target::Arch;
@@ -76,6 +75,7 @@ struct Ctx<'a> {
     pod: &'a str,
     /// The pod's folder (`None` for a probe): where guest cores are kept.
     root: Option<&'a Path>,
+    security: PodSecurityContext,
 }
 
 pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
@@ -117,32 +117,10 @@ pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
     };
 
     // Volumes -> host folders, and whether they are mounted read-only.
-    let mut vol_dirs: BTreeMap<String, (PathBuf, bool)> = BTreeMap::new();
-    for v in &pod.volumes {
-        let (dir, ro) = match &v.source {
-            VolumeSource::HostPath(p) => (PathBuf::from(p), false),
-            VolumeSource::EmptyDir => {
-                let d = root.join("vol").join(&v.name);
-                fs::create_dir_all(&d)?;
-                // Kubernetes makes emptyDirs world-writable.
-                fs::set_permissions(&d, fs::Permissions::from_mode(0o777))?;
-                (d, false)
-            }
-            VolumeSource::Secret(files) => {
-                let d = root.join("vol").join(&v.name);
-                fs::create_dir_all(&d)?;
-                for (name, content) in files {
-                    fs::write(
-                        d.join(name),
-                        content.replace(pod::STORAGE_ENDPOINT, &endpoint),
-                    )?;
-                }
-                (d, true)
-            }
-        };
-        fs::create_dir_all(&dir)?;
-        vol_dirs.insert(v.name.clone(), (dir, ro));
-    }
+    let vol_dirs: BTreeMap<String, (PathBuf, bool)> = super::volumes::make(pod, &root, &endpoint)?
+        .into_iter()
+        .map(|(name, v)| (name, (v.dir, v.read_only)))
+        .collect();
     let ctx = Ctx {
         engine,
         arch,
@@ -155,6 +133,7 @@ pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
         seq,
         pod: &pod.name,
         root: Some(&root),
+        security: pod.security,
     };
 
     let mut init = Vec::new();
@@ -352,6 +331,7 @@ impl Ctx<'_> {
             .get(program)
             .with_context(|| format!("no image for {program}"))?;
         let (entrypoint, cmd) = spec::entrypoint_and_cmd(c, self.mode);
+        let run_as = RunAs::of(&self.security, &c.security);
         let mut binds: Vec<String> = c
             .mounts
             .iter()
@@ -374,16 +354,20 @@ impl Ctx<'_> {
             cmd: Some(cmd),
             env: Some(spec::env(c, &self.endpoint, self.mode)),
             working_dir: c.working_dir.clone(),
-            user: Some("0:0".into()),
+            // Without a user in the pod the image's own (root, as upstream's) applies.
+            user: run_as.as_ref().map(|r| format!("{}:{}", r.uid, r.gid)),
             labels: Some(self.engine.labels()),
-            host_config: Some(self.host_config(binds)),
+            host_config: Some(self.host_config(binds, run_as.as_ref())),
             ..Default::default()
         })
     }
 
-    fn host_config(&self, binds: Vec<String>) -> HostConfig {
+    fn host_config(&self, binds: Vec<String>, run_as: Option<&RunAs>) -> HostConfig {
         HostConfig {
             binds: Some(binds),
+            group_add: run_as
+                .filter(|r| !r.groups.is_empty())
+                .map(|r| r.groups.iter().map(u32::to_string).collect()),
             network_mode: Some(self.network.clone().unwrap_or_else(|| "none".into())),
             // Guest cores (written by qemu into the process's working directory) for triage.
             ulimits: Some(vec![ResourcesUlimits {
@@ -572,6 +556,7 @@ pub fn probe(runner: &Runner, p: &Probe) -> Result<Observation> {
         env: p.env.clone(),
         mounts: vec![],
         working_dir: None,
+        security: Default::default(),
     };
     let vol_dirs = BTreeMap::new();
     let pod = format!("probe-{}", p.name);
@@ -587,6 +572,7 @@ pub fn probe(runner: &Runner, p: &Probe) -> Result<Observation> {
         seq: engine.next_seq(),
         pod: &pod,
         root: None,
+        security: PodSecurityContext::default(),
     };
     let mut objects = Objects::new(engine);
     let exit = ctx

@@ -201,6 +201,7 @@ mod tests {
                 .collect(),
             mounts: vec![],
             working_dir: None,
+            security: Default::default(),
         }
     }
 

@@ -23,9 +23,6 @@ use flate2::{Crc, Decompress, FlushDecompress, Status};
 
 use pod_utils::wrapper::go_errno_text;
 
-use super::aside::{Aside, is_permission};
-use super::replacer::Censorer;
-use super::stream::{FileError, censor_file};
 use super::walk::{Visit, lossy, parent_dir, walk};
 use crate::goerr::{PathError, RenameError};
 
@@ -109,6 +106,10 @@ pub enum ArchiveError {
     Walk(PathError),
     #[error("could not re-pack archive: {0}")]
     Repack(RepackError),
+    #[error(transparent)]
+    Stream(#[from] super::targz::TarGzError),
+    #[error("zip archives cannot be censored")]
+    Zip,
 }
 
 /// Where a censored file ended up.
@@ -119,50 +120,6 @@ pub enum Placed {
     /// The original's directory was not writable: a copy from the [`Aside`] is to be uploaded
     /// in its place.
     Aside(PathBuf),
-}
-
-/// Censors the archive at `path`. Failures to censor single extracted files do not stop the
-/// archive from being repacked; they are appended to `file_failures`. When the archive's
-/// directory is not writable the repacked archive goes to `aside`.
-pub fn censor_archive(
-    path: &Path,
-    censorer: &Censorer,
-    buf: &mut [u8],
-    aside: &Aside,
-    file_failures: &mut Vec<FileError>,
-) -> Result<Placed, ArchiveError> {
-    let dir = tempfile::Builder::new()
-        .prefix("tmp-unpack")
-        .tempdir()
-        .map_err(|e| {
-            ArchiveError::TempDir(PathError::new(
-                "mkdir",
-                lossy(&std::env::temp_dir().join("tmp-unpack*")),
-                e,
-            ))
-        })?;
-    unarchive(path, dir.path()).map_err(ArchiveError::Unpack)?;
-    walk(dir.path(), &mut |node| {
-        let meta = node.meta.map_err(ArchiveError::Walk)?;
-        if !meta.is_dir() {
-            if let Err(e) = censor_file(node.path, censorer, buf) {
-                file_failures.push(e);
-            }
-        }
-        Ok(Visit::Continue)
-    })?;
-    match archive(dir.path(), path) {
-        Ok(()) => Ok(Placed::InPlace),
-        Err(RepackError::TempFile(PathError { source, .. }))
-        | Err(RepackError::Rename(RenameError { source, .. }))
-            if is_permission(&source) =>
-        {
-            archive_aside(dir.path(), aside)
-                .map(Placed::Aside)
-                .map_err(ArchiveError::Repack)
-        }
-        Err(e) => Err(ArchiveError::Repack(e)),
-    }
 }
 
 /// Whether upstream would accept an entry name.
@@ -306,20 +263,6 @@ pub fn archive(src_dir: &Path, dest: &Path) -> Result<(), RepackError> {
         })
     })?;
     Ok(())
-}
-
-/// Packs `src_dir` into a new file from `aside` and returns its path.
-fn archive_aside(src_dir: &Path, aside: &Aside) -> Result<PathBuf, RepackError> {
-    let temp = aside.file().map_err(RepackError::TempFile)?;
-    let temp_name = lossy(temp.path());
-    pack(src_dir, temp.as_file(), &temp_name)?;
-    temp.into_temp_path().keep().map_err(|e| {
-        RepackError::Rename(RenameError {
-            from: temp_name.clone(),
-            to: temp_name.clone(),
-            source: e.error,
-        })
-    })
 }
 
 /// Writes the tar.gz of `src_dir` into `out` (named `temp_name` in errors).
@@ -497,7 +440,7 @@ const FLAG_COMMENT: u8 = 1 << 4;
 
 /// A multi-member gzip reader that checks what Go's `compress/gzip` checks and fails with its
 /// errors.
-struct GzReader<R> {
+pub(super) struct GzReader<R> {
     inner: R,
     name: String,
     inflate: Decompress,
@@ -507,7 +450,7 @@ struct GzReader<R> {
 }
 
 impl<R: BufRead> GzReader<R> {
-    fn new(inner: R, name: String) -> Result<Self, ReadError> {
+    pub(super) fn new(inner: R, name: String) -> Result<Self, ReadError> {
         let mut r = GzReader {
             inner,
             name,

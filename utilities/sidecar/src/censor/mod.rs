@@ -23,6 +23,7 @@ pub mod replacer;
 mod secrets;
 mod skip;
 pub mod stream;
+pub mod targz;
 mod walk;
 
 use std::cell::Cell;
@@ -123,6 +124,8 @@ pub struct Report {
     /// Files that could not be rewritten in place (their directory is not sidecar's to write),
     /// each with the censored copy to upload instead.
     pub copies: BTreeMap<PathBuf, PathBuf>,
+    /// Files that could not be censored, with why: they must not be uploaded as they are.
+    pub withheld: BTreeMap<PathBuf, String>,
     pub result: Result<(), CensorError>,
     /// Holds the copies; dropping the report removes them.
     _aside: Aside,
@@ -140,7 +143,15 @@ pub fn censor(
     let start = Instant::now();
     let aside = Aside::new(tmp);
     let mut copies = BTreeMap::new();
-    let result = run(opts, process_logs, items, &aside, &mut copies);
+    let mut withheld = BTreeMap::new();
+    let result = run(
+        opts,
+        process_logs,
+        items,
+        &aside,
+        &mut copies,
+        &mut withheld,
+    );
     let took = i64::try_from(start.elapsed().as_nanos()).unwrap_or(i64::MAX);
     tracing::info!(
         duration = %pod_utils::duration::format(took),
@@ -148,6 +159,7 @@ pub fn censor(
     );
     Report {
         copies,
+        withheld,
         result,
         _aside: aside,
     }
@@ -155,7 +167,8 @@ pub fn censor(
 
 enum Job {
     File(PathBuf),
-    Archive(PathBuf),
+    Gzip(PathBuf),
+    Zip(PathBuf),
 }
 
 fn run(
@@ -164,6 +177,7 @@ fn run(
     items: &[PathBuf],
     aside: &Aside,
     copies: &mut BTreeMap<PathBuf, PathBuf>,
+    withheld: &mut BTreeMap<PathBuf, String>,
 ) -> Result<(), CensorError> {
     let concurrency = match opts.censoring_concurrency {
         None => DEFAULT_CONCURRENCY,
@@ -195,12 +209,20 @@ fn run(
     let rx = Mutex::new(rx);
     let found: Mutex<Vec<(usize, Vec<Failure>)>> = Mutex::new(Vec::new());
     let copied: Mutex<Vec<(PathBuf, PathBuf)>> = Mutex::new(Vec::new());
+    let withhold: Mutex<Vec<(PathBuf, String)>> = Mutex::new(Vec::new());
     let record = |seq: usize, done: Done| {
         if let Some(c) = done.copy {
             copied
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(c);
+        }
+        if let (Some(path), false) = (&done.path, done.failures.is_empty()) {
+            // Fails closed: a file that could not be censored is not uploaded as it is.
+            withhold
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((path.clone(), aggregate(&done.failures)));
         }
         if !done.failures.is_empty() {
             found
@@ -263,6 +285,7 @@ fn run(
                 Done {
                     failures: vec![f],
                     copy: None,
+                    path: None,
                 },
             )
         };
@@ -295,19 +318,27 @@ fn run(
                     }
                 }
                 match sniff(node.path) {
-                    Ok(true) => {
+                    Ok(Sniffed::Gzip) => {
                         tracing::debug!(path = %lossy(node.path), "Censoring archive.");
-                        submit(Job::Archive(node.path.to_path_buf()));
+                        submit(Job::Gzip(node.path.to_path_buf()));
                     }
-                    Ok(false) => {
+                    Ok(Sniffed::Zip) => submit(Job::Zip(node.path.to_path_buf())),
+                    Ok(Sniffed::Plain) => {
                         tracing::debug!(path = %lossy(node.path), "Censoring file.");
                         submit(Job::File(node.path.to_path_buf()));
                     }
                     Err(source) => {
-                        fail(Failure::Sniff {
-                            path: lossy(node.path),
-                            source,
-                        });
+                        record(
+                            next(),
+                            Done {
+                                failures: vec![Failure::Sniff {
+                                    path: lossy(node.path),
+                                    source,
+                                }],
+                                copy: None,
+                                path: Some(node.path.to_path_buf()),
+                            },
+                        );
                     }
                 }
                 Ok(Visit::Continue)
@@ -317,6 +348,11 @@ fn run(
     });
 
     copies.extend(copied.into_inner().unwrap_or_else(PoisonError::into_inner));
+    withheld.extend(
+        withhold
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner),
+    );
     let mut found = found.into_inner().unwrap_or_else(PoisonError::into_inner);
     found.sort_by_key(|(seq, _)| *seq);
     let failures: Vec<Failure> = found.into_iter().flat_map(|(_, f)| f).collect();
@@ -338,50 +374,117 @@ fn buffer_size(configured: Option<i64>, largest: usize) -> usize {
     usize::try_from(raised).unwrap_or(DEFAULT_BUFFER_SIZE)
 }
 
-/// One job's result: what failed, and the censored copy made for a file that could not be
-/// rewritten in place (original, copy).
+/// One job's result: what failed, the file it was about (withheld when anything failed), and
+/// the censored copy made for a file that could not be rewritten in place (original, copy).
 struct Done {
     failures: Vec<Failure>,
     copy: Option<(PathBuf, PathBuf)>,
+    path: Option<PathBuf>,
 }
 
 fn run_job(job: Job, censorer: &Censorer, buf: &mut [u8], aside: &Aside) -> Done {
     let mut done = Done {
         failures: Vec::new(),
         copy: None,
+        path: None,
     };
     match job {
-        Job::File(path) => match stream::censor_file(&path, censorer, buf) {
-            Ok(()) => {}
-            Err(e) if e.is_permission() => match stream::censor_copy(&path, censorer, buf, aside) {
-                Ok(copy) => {
-                    copied_aside(&path, &copy, &e);
-                    done.copy = Some((path, copy));
+        Job::File(path) => {
+            match stream::censor_file(&path, censorer, buf) {
+                Ok(()) => {}
+                Err(e) if e.is_permission() => {
+                    match stream::censor_copy(&path, censorer, buf, aside) {
+                        Ok(copy) => {
+                            copied_aside(&path, &copy, &e);
+                            done.copy = Some((path.clone(), copy));
+                        }
+                        Err(again) => done
+                            .failures
+                            .extend([Failure::File(e), Failure::File(again)]),
+                    }
                 }
-                Err(again) => done
-                    .failures
-                    .extend([Failure::File(e), Failure::File(again)]),
-            },
-            Err(e) => done.failures.push(Failure::File(e)),
-        },
-        Job::Archive(path) => {
-            let mut inner = Vec::new();
-            let result = archive::censor_archive(&path, censorer, buf, aside, &mut inner);
-            done.failures = inner.into_iter().map(Failure::File).collect();
-            match result {
+                Err(e) => done.failures.push(Failure::File(e)),
+            }
+            done.path = Some(path);
+        }
+        Job::Gzip(path) => {
+            match censor_gzip_file(&path, censorer, buf, aside) {
                 Ok(Placed::InPlace) => {}
                 Ok(Placed::Aside(copy)) => {
                     copied_aside(&path, &copy, &"its directory is not writable");
-                    done.copy = Some((path, copy));
+                    done.copy = Some((path.clone(), copy));
                 }
-                Err(source) => done.failures.push(Failure::Archive {
-                    path: lossy(&path),
-                    source,
-                }),
+                Err(f) => done.failures.push(f),
             }
+            done.path = Some(path);
+        }
+        Job::Zip(path) => {
+            done.failures.push(Failure::Archive {
+                path: lossy(&path),
+                source: ArchiveError::Zip,
+            });
+            done.path = Some(path);
         }
     }
     done
+}
+
+/// Censors a gzip file (a tar.gz member by member, else its uncompressed bytes) through a temp
+/// file beside it, or into a copy from `aside` when its directory is not writable.
+fn censor_gzip_file(
+    path: &Path,
+    censorer: &Censorer,
+    buf: &mut [u8],
+    aside: &Aside,
+) -> Result<Placed, Failure> {
+    use std::io::Write;
+    let name = lossy(path);
+    let mut input = File::open(path)
+        .map_err(|e| Failure::File(FileError::Open(PathError::new("open", &name, e))))?;
+    let dir = walk::parent_dir(path);
+    let (temp, in_aside) = match aside::temp_file_in(&dir, "tmp-censor") {
+        Ok(t) => (t, false),
+        Err(e) if aside::is_permission(&e) => (
+            aside
+                .file()
+                .map_err(|e| Failure::File(FileError::TempFile(e)))?,
+            true,
+        ),
+        Err(e) => {
+            return Err(Failure::File(FileError::TempFile(PathError::new(
+                "open",
+                lossy(&dir.join("tmp-censor*")),
+                e,
+            ))));
+        }
+    };
+    let archive_err = |source: ArchiveError| Failure::Archive {
+        path: name.clone(),
+        source,
+    };
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, temp.as_file());
+    targz::censor_gzip(&mut input, &mut out, censorer, buf, &name)
+        .map_err(|e| archive_err(e.into()))?;
+    out.flush()
+        .map_err(|e| archive_err(targz::TarGzError::Write(e).into()))?;
+    drop(out);
+    let temp_name = lossy(temp.path());
+    let rename_err = |source| {
+        Failure::File(FileError::Rename(RenameError {
+            from: temp_name.clone(),
+            to: name.clone(),
+            source,
+        }))
+    };
+    if in_aside {
+        return temp
+            .into_temp_path()
+            .keep()
+            .map(Placed::Aside)
+            .map_err(|e| rename_err(e.error));
+    }
+    stream::put_in_place(temp, path).map_err(rename_err)?;
+    Ok(Placed::InPlace)
 }
 
 fn copied_aside(path: &Path, copy: &Path, why: &dyn std::fmt::Display) {
@@ -393,9 +496,15 @@ fn copied_aside(path: &Path, copy: &Path, why: &dyn std::fmt::Display) {
     );
 }
 
-/// Whether a file is an archive, judged as Go's `http.DetectContentType` would from its first
-/// 512 bytes: gzip (`1F 8B 08`) or zip (`PK\x03\x04`).
-fn sniff(path: &Path) -> Result<bool, SniffError> {
+/// What a file holds, judged as Go's `http.DetectContentType` would from its first 512 bytes:
+/// gzip (`1F 8B 08`), zip (`PK\x03\x04`) or anything else.
+enum Sniffed {
+    Gzip,
+    Zip,
+    Plain,
+}
+
+fn sniff(path: &Path) -> Result<Sniffed, SniffError> {
     let name = lossy(path);
     let mut f = File::open(path).map_err(|e| SniffError::Open(PathError::new("open", &name, e)))?;
     let mut head = [0u8; 512];
@@ -409,7 +518,13 @@ fn sniff(path: &Path) -> Result<bool, SniffError> {
         }
     }
     let head = &head[..n];
-    Ok(head.starts_with(&[0x1f, 0x8b, 0x08]) || head.starts_with(b"PK\x03\x04"))
+    Ok(if head.starts_with(&[0x1f, 0x8b, 0x08]) {
+        Sniffed::Gzip
+    } else if head.starts_with(b"PK\x03\x04") {
+        Sniffed::Zip
+    } else {
+        Sniffed::Plain
+    })
 }
 
 /// The include/exclude globs, compiled once.

@@ -192,7 +192,7 @@ pub fn censor_copy(
 /// ends in the same state without that, and a process still writing to the original keeps
 /// writing to an unlinked file, as with a rename. Where the exchange fails (a file system
 /// without it, or `path` gone), a plain rename, as upstream.
-fn put_in_place(temp: tempfile::NamedTempFile, path: &Path) -> io::Result<()> {
+pub(crate) fn put_in_place(temp: tempfile::NamedTempFile, path: &Path) -> io::Result<()> {
     use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
     match renameat2(
         AT_FDCWD,
