@@ -189,7 +189,12 @@ fn main_branch() -> String {
 pub struct Container {
     pub name: String,
     /// The `fixture-job` script (see fixtures/job).
+    #[serde(default)]
     pub steps: Vec<String>,
+    /// Instead of `fixture-job` and its steps: the test command entrypoint wraps, as is (a
+    /// missing or non-executable one, to pin start errors).
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
     /// Secret volumes mounted into this container (censored when censor_secrets is set).
     #[serde(default)]
     pub secrets: Vec<String>,
@@ -282,6 +287,14 @@ impl Fixture {
             bail!("container names must be unique");
         }
         for c in &self.containers {
+            match (&c.command, c.steps.is_empty()) {
+                (Some(cmd), true) if !cmd.is_empty() => {}
+                (None, false) => {}
+                _ => bail!(
+                    "container {} needs either steps or a non-empty command",
+                    c.name
+                ),
+            }
             for s in &c.secrets {
                 if !self.secrets.contains_key(s) {
                     bail!("container {} mounts unknown secret {s}", c.name);

@@ -398,10 +398,15 @@ impl Ctx<'_> {
         translate_json(&mut v, mounts);
         if self.mode == ChildMode::Explicit {
             let child = self.container_runner(c, true);
-            if let (Some(args), Some(emu)) = (
-                v.get_mut("args").and_then(Value::as_array_mut),
-                &self.runner.emulator,
-            ) {
+            let args = v
+                .get_mut("args")
+                .and_then(Value::as_array_mut)
+                .filter(|args| {
+                    args.first()
+                        .and_then(Value::as_str)
+                        .is_some_and(|cmd| binfmt_would_take(Path::new(cmd), self.arch))
+                });
+            if let (Some(args), Some(emu)) = (args, &self.runner.emulator) {
                 let mut prefix = vec![Value::from(emu.display().to_string())];
                 prefix.extend(child.emulator_args().into_iter().map(Value::from));
                 args.splice(0..0, prefix);
@@ -419,6 +424,16 @@ impl Ctx<'_> {
             stderr: fs::read(dir.join(format!("{}.stderr", c.name))).unwrap_or_default(),
         })
     }
+}
+
+/// Whether binfmt_misc would run `cmd` through the arch's emulator: an executable ELF file of
+/// that arch. Anything else (missing, not executable, a script) is exec'd as it is, so its start
+/// error is the one a cluster node gives, not the emulator's.
+fn binfmt_would_take(cmd: &Path, arch: Arch) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let (machine, endian) = arch.elf();
+    fs::metadata(cmd).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        && build::elf_info(cmd).is_ok_and(|i| i.architecture == machine && i.endianness == endian)
 }
 
 fn translate_path(p: &str, mounts: &[(String, PathBuf)]) -> PathBuf {
@@ -547,4 +562,33 @@ pub fn read_tree(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn binfmt_takes_only_executable_elf_files_of_the_arch() {
+        let exe = std::env::current_exe().unwrap();
+        let host = if cfg!(target_arch = "x86_64") {
+            Arch::Amd64
+        } else {
+            Arch::Arm64
+        };
+        let other = if host == Arch::S390x {
+            Arch::Amd64
+        } else {
+            Arch::S390x
+        };
+        assert!(binfmt_would_take(&exe, host));
+        assert!(!binfmt_would_take(&exe, other));
+        assert!(!binfmt_would_take(Path::new("/no/such/command"), host));
+        let tmp = tempfile::tempdir().unwrap();
+        let copy = tmp.path().join("not-executable");
+        fs::copy(&exe, &copy).unwrap();
+        fs::set_permissions(&copy, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(!binfmt_would_take(&copy, host));
+    }
 }

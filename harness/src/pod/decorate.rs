@@ -228,8 +228,14 @@ pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod>
                 format!("{LOGS}/artifacts/{name}-metadata.json"),
             )
         };
-        let mut args = vec![Image::FixtureJob.entrypoint()];
-        args.extend(c.steps.iter().cloned());
+        let args = match &c.command {
+            Some(cmd) => cmd.clone(),
+            None => {
+                let mut args = vec![Image::FixtureJob.entrypoint()];
+                args.extend(c.steps.iter().cloned());
+                args
+            }
+        };
         let w = wrapper::Options {
             args,
             container_name: name.clone(),

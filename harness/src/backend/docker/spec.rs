@@ -112,17 +112,22 @@ pub fn env(c: &Container, endpoint: &str, mode: Mode) -> Vec<String> {
 }
 
 /// ENTRYPOINT_OPTIONS with the emulator put before the wrapped command's `args`; options that
-/// are no JSON object (the probes' bad options) are left for entrypoint to reject.
+/// are no JSON object (the probes' bad options) are left for entrypoint to reject. As binfmt_misc
+/// only takes executable ELF files of the arch, only `fixture-job` (the lab's one foreign test
+/// program) gets it: any other command (missing, not executable) reaches exec as it is, so its
+/// start error is the one a cluster node gives.
 pub fn emulated_entrypoint_options(json: &str) -> String {
     let Ok(mut v) = serde_json::from_str::<Value>(json) else {
         return json.to_string();
     };
     match v.get_mut("args").and_then(Value::as_array_mut) {
-        Some(args) => {
+        Some(args)
+            if args.first().and_then(Value::as_str) == Some(crate::pod::FIXTURE_JOB_PATH) =>
+        {
             args.insert(0, Value::from(EMULATOR_PATH));
             v.to_string()
         }
-        None => json.to_string(),
+        _ => json.to_string(),
     }
 }
 
@@ -289,6 +294,12 @@ mod tests {
             serde_json::json!([EMULATOR_PATH, "/usr/local/bin/fixture-job", "print", "x"])
         );
         assert_eq!(v["timeout"], 1);
+        // Only the arch's ELF goes through the emulator, as with binfmt_misc: a missing or
+        // non-executable command reaches exec unchanged.
+        for cmd in ["/no/such/command", "/etc/creds/run.sh"] {
+            let opts = format!(r#"{{"args":["{cmd}"]}}"#);
+            assert_eq!(emulated_entrypoint_options(&opts), opts);
+        }
         for bad in ["{", "", "{}", "[1]"] {
             let c = container(None, &[], &[("ENTRYPOINT_OPTIONS", bad)]);
             assert_eq!(
