@@ -217,7 +217,7 @@ fn run(
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(c);
         }
-        if let (Some(path), false) = (&done.path, done.failures.is_empty()) {
+        if let (Some(path), false) = (&done.path, done.failures.iter().all(vanished)) {
             // Fails closed: a file that could not be censored is not uploaded as it is.
             withhold
                 .lock()
@@ -485,6 +485,20 @@ fn censor_gzip_file(
     }
     stream::put_in_place(temp, path).map_err(rename_err)?;
     Ok(Placed::InPlace)
+}
+
+/// A file that is not there (a process log never written): nothing of it can be uploaded, so
+/// there is nothing to withhold; the build log says why instead.
+fn vanished(f: &Failure) -> bool {
+    let source = match f {
+        Failure::File(FileError::Open(e)) => &e.source,
+        Failure::Sniff {
+            source: SniffError::Open(e),
+            ..
+        } => &e.source,
+        _ => return false,
+    };
+    source.kind() == ErrorKind::NotFound
 }
 
 fn copied_aside(path: &Path, copy: &Path, why: &dyn std::fmt::Display) {
