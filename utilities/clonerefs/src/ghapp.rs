@@ -4,6 +4,11 @@ RSA key (RS256; issued now, expiring in 9 minutes, issuer the app id) buys one i
 access token per organisation. Installations are listed once (all pages of
 `GET /app/installations`); tokens are cached until a minute before they expire.
 
+Building the client calls no API, as upstream's does not: it fails only on a key that is not
+an RSA private key or an endpoint Go's `url.Parse` refuses. The API is first asked (`GET /app`,
+then the installations) when a clone needs a token, so an unreachable API fails each ref's
+token instead of the setup.
+
 The HTTP client speaks TLS through OpenSSL, the one TLS stack libgit2 already links.
 */
 
@@ -16,6 +21,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
 use openssl::sign::Signer;
+use pod_utils::gofmt::quote as go_quote;
 use serde::Deserialize;
 
 /// The user git authenticates as with an installation token.
@@ -25,6 +31,10 @@ pub const APP_USER: &str = "x-access-token";
 pub enum AppError {
     #[error("failed to parse GitHub App private key: {0}")]
     Key(openssl::error::ErrorStack),
+    #[error(
+        "failed to construct apps auth roundtripper: failed to parse github-endpoint {endpoint} as URL: {why}"
+    )]
+    Endpoint { endpoint: String, why: String },
     #[error("failed to sign GitHub App JWT: {0}")]
     Sign(openssl::error::ErrorStack),
     #[error("failed to set up TLS: {0}")]
@@ -79,7 +89,8 @@ pub struct AppTokens {
     key: PKey<Private>,
     endpoint: String,
     agent: ureq::Agent,
-    pub slug: String,
+    /// From `GET /app`, asked once before the first installation listing (upstream's order).
+    slug: Mutex<Option<String>>,
     installations: Mutex<Option<HashMap<String, i64>>>,
     tokens: Mutex<HashMap<String, (String, i64)>>,
 }
@@ -91,10 +102,19 @@ fn now() -> i64 {
 }
 
 impl AppTokens {
-    /// Builds the client and checks the app credentials with `GET /app` (upstream does the
-    /// same when it constructs its client).
+    /// Builds the client without calling the API.
     pub fn new(app_id: &str, key_pem: &[u8], endpoints: &[String]) -> Result<Self, AppError> {
         let key = PKey::private_key_from_pem(key_pem).map_err(AppError::Key)?;
+        // Upstream's key parser takes RSA keys only (RS256).
+        key.rsa().map_err(AppError::Key)?;
+        for e in endpoints {
+            if let Some(why) = go_url_error(e) {
+                return Err(AppError::Endpoint {
+                    endpoint: e.clone(),
+                    why,
+                });
+            }
+        }
         let tls = native_tls::TlsConnector::new()?;
         let agent = ureq::AgentBuilder::new()
             .tls_connector(Arc::new(tls))
@@ -104,18 +124,15 @@ impl AppTokens {
             .first()
             .map(|e| e.trim_end_matches('/').to_string())
             .unwrap_or_default();
-        let mut app = AppTokens {
+        Ok(AppTokens {
             app_id: app_id.to_string(),
             key,
             endpoint,
             agent,
-            slug: String::new(),
+            slug: Mutex::new(None),
             installations: Mutex::new(None),
             tokens: Mutex::new(HashMap::new()),
-        };
-        let info: App = app.call("GET", "/app", 200)?.0;
-        app.slug = info.slug;
-        Ok(app)
+        })
     }
 
     /// The app's JWT: RS256 over `{"iat","exp","iss"}`.
@@ -187,6 +204,12 @@ impl AppTokens {
     fn installation_id(&self, org: &str) -> Result<i64, AppError> {
         let mut guard = self.installations.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
+            let mut slug = self.slug.lock().unwrap_or_else(|p| p.into_inner());
+            if slug.is_none() {
+                let info: App = self.call("GET", "/app", 200)?.0;
+                *slug = Some(info.slug);
+            }
+            drop(slug);
             let mut all = HashMap::new();
             let mut page = Some("/app/installations?per_page=100".to_string());
             while let Some(p) = page {
@@ -230,6 +253,120 @@ impl AppTokens {
             .insert(key, (tok.token.clone(), exp));
         Ok(tok.token)
     }
+}
+
+/// Why Go's `url.Parse` refuses `raw`, in `url.Error`'s words (`parse "<raw>": ...`); `None`
+/// when it parses. Only the checks Parse makes: control bytes, the scheme, a colon in a
+/// scheme-less first segment, the authority (userinfo, brackets, port, host characters) and
+/// `%` escapes; the query is never checked.
+fn go_url_error(raw: &str) -> Option<String> {
+    let (rest, frag) = match raw.split_once('#') {
+        Some((r, f)) => (r, Some(f)),
+        None => (raw, None),
+    };
+    let quoted = |s: &str, why: String| format!("parse {}: {why}", go_quote(s));
+    if let Err(why) = check_url(rest) {
+        return Some(quoted(rest, why));
+    }
+    frag.and_then(|f| check_escapes(f, false).err())
+        .map(|why| quoted(raw, why))
+}
+
+fn check_url(s: &str) -> Result<(), String> {
+    if s.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Err("net/url: invalid control character in URL".into());
+    }
+    let mut scheme = "";
+    let mut rest = s;
+    for (i, c) in s.bytes().enumerate() {
+        match c {
+            b'a'..=b'z' | b'A'..=b'Z' => continue,
+            b'0'..=b'9' | b'+' | b'-' | b'.' if i > 0 => continue,
+            b':' if i == 0 => return Err("missing protocol scheme".into()),
+            b':' => (scheme, rest) = (&s[..i], &s[i + 1..]),
+            _ => {}
+        }
+        break;
+    }
+    let rest = rest.split_once('?').map_or(rest, |(r, _)| r);
+    if !rest.starts_with('/') {
+        if !scheme.is_empty() {
+            return Ok(()); // opaque
+        }
+        if rest.split('/').next().unwrap_or("").contains(':') {
+            return Err("first path segment in URL cannot contain colon".into());
+        }
+    }
+    let mut path = rest;
+    if (!scheme.is_empty() || !rest.starts_with("///")) && rest.starts_with("//") {
+        let after = &rest[2..];
+        let end = after.find('/').unwrap_or(after.len());
+        let authority = &after[..end];
+        path = &after[end..];
+        let (userinfo, host) = match authority.rfind('@') {
+            Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
+            None => (None, authority),
+        };
+        check_host(host)?;
+        if let Some(u) = userinfo {
+            let valid = u
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"-._:~!$&'()*+,;=%@".contains(&c));
+            if !valid {
+                return Err("net/url: invalid userinfo".into());
+            }
+            check_escapes(u, false)?;
+        }
+    }
+    check_escapes(path, false)
+}
+
+fn check_host(host: &str) -> Result<(), String> {
+    let port = if host.starts_with('[') {
+        let end = host.rfind(']').ok_or("missing ']' in host")?;
+        &host[end + 1..]
+    } else {
+        host.rfind(':').map_or("", |i| &host[i..])
+    };
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|d| d.bytes().all(|b| b.is_ascii_digit()));
+    if !port_ok {
+        return Err(format!("invalid port {} after host", go_quote(port)));
+    }
+    check_escapes(host, true)
+}
+
+/// Go's `unescape` checks: whole `%XY` escapes (in a host, none below `%80` but `%25`), and in
+/// a host only the ASCII characters Go lets through.
+fn check_escapes(s: &str, host: bool) -> Result<(), String> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = b
+                    .get(i + 1..i + 3)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+                let low = hex.is_some_and(|h| h[0] < b'8' && h != b"25");
+                if hex.is_none() || (host && low) {
+                    let bad = String::from_utf8_lossy(&b[i..(i + 3).min(b.len())]);
+                    return Err(format!("invalid URL escape {}", go_quote(&bad)));
+                }
+                i += 3;
+            }
+            c if host
+                && c < 0x80
+                && !(c.is_ascii_alphanumeric() || b"-_.~!$&'()*+,;=:[]<>\"".contains(&c)) =>
+            {
+                let ch = (c as char).to_string();
+                return Err(format!("invalid character {} in host name", go_quote(&ch)));
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(())
 }
 
 /// The `rel="next"` target of a Link header.
@@ -301,6 +438,80 @@ mod tests {
     }
 
     #[test]
+    fn endpoints_fail_as_go_url_parse_fails() {
+        for ok in [
+            "https://api.github.com",
+            "http://127.0.0.1:8080/api/v3/",
+            "http://[::1]:80",
+            "api.github.com",
+            "",
+            "https://h/p?q=%zz",
+            "mailto:a%zz",
+        ] {
+            assert_eq!(go_url_error(ok), None, "{ok}");
+        }
+        let cases = [
+            ("://h", r#"parse "://h": missing protocol scheme"#),
+            (
+                "1a:b",
+                r#"parse "1a:b": first path segment in URL cannot contain colon"#,
+            ),
+            (
+                "http://h:x",
+                r#"parse "http://h:x": invalid port ":x" after host"#,
+            ),
+            ("http://[::1", r#"parse "http://[::1": missing ']' in host"#),
+            (
+                "http://h/%zz",
+                r#"parse "http://h/%zz": invalid URL escape "%zz""#,
+            ),
+            (
+                "http://h%41",
+                r#"parse "http://h%41": invalid URL escape "%41""#,
+            ),
+            (
+                "http://a b",
+                r#"parse "http://a b": invalid character " " in host name"#,
+            ),
+            (
+                "http://a^b@h",
+                r#"parse "http://a^b@h": net/url: invalid userinfo"#,
+            ),
+            (
+                "http://h/#%g",
+                r#"parse "http://h/#%g": invalid URL escape "%g""#,
+            ),
+            (
+                "http://h/\u{1}",
+                r#"parse "http://h/\x01": net/url: invalid control character in URL"#,
+            ),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(go_url_error(raw).as_deref(), Some(want), "{raw}");
+        }
+    }
+
+    #[test]
+    fn building_the_client_calls_no_api() {
+        let rsa = openssl::rsa::Rsa::generate(2048).unwrap();
+        let pem = rsa.private_key_to_pem().unwrap();
+        // Port 9 on loopback: nothing is asked, so nothing needs to answer.
+        let app = AppTokens::new("42", &pem, &["http://127.0.0.1:9".into()]).unwrap();
+        assert_eq!(app.endpoint, "http://127.0.0.1:9");
+        let err = AppTokens::new("42", &pem, &["ok.example".into(), "http://[x".into()]);
+        assert!(matches!(err, Err(AppError::Endpoint { .. })));
+        let ec = openssl::ec::EcKey::generate(
+            &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap(),
+        )
+        .unwrap();
+        let ec_pem = ec.private_key_to_pem().unwrap();
+        let err = AppTokens::new("42", &ec_pem, &[]);
+        assert!(matches!(err, Err(AppError::Key(_))));
+        let err = AppTokens::new("42", b"not a key", &[]);
+        assert!(matches!(err, Err(AppError::Key(_))));
+    }
+
+    #[test]
     fn jwt_is_rs256_and_verifies() {
         let rsa = openssl::rsa::Rsa::generate(2048).unwrap();
         let pem = rsa.private_key_to_pem().unwrap();
@@ -310,7 +521,7 @@ mod tests {
             key: key.clone(),
             endpoint: String::new(),
             agent: ureq::AgentBuilder::new().build(),
-            slug: String::new(),
+            slug: Mutex::new(None),
             installations: Mutex::new(None),
             tokens: Mutex::new(HashMap::new()),
         };

@@ -1,7 +1,8 @@
 /*!
 Cloning one ref with libgit2 (upstream `pkg/pod-utils/clone.Run`): the same steps, in the same
 order, with the same observable result as upstream's git command sequence, each recorded as the
-git command line it stands for.
+git command line it stands for, after upstream's shared environment (`GIT_SSH_COMMAND=...`
+with host fingerprints) and, for merges, the commit dates.
 
 What libgit2 cannot do is done as closely as it can: blobless fetches fetch whole objects, and
 sparse checkouts check out every file (the fetch sequence still follows upstream's sparse path).
@@ -34,6 +35,8 @@ pub struct CloneConfig<'a> {
     pub access: &'a Access,
     pub tokens: &'a TokenSource,
     pub censor: &'a Censor,
+    /// Upstream's shared environment (`GIT_SSH_COMMAND=...`), written into every command line.
+    pub env: &'a [String],
     pub retry_delays: &'a [Duration],
 }
 
@@ -67,6 +70,8 @@ impl From<String> for StepError {
 /// Collects the recorded commands; every string goes through the censor.
 struct Recorder<'a> {
     censor: &'a Censor,
+    /// Written before each command's own variables, as upstream runs them with it.
+    env: &'a [String],
     commands: Vec<Command>,
 }
 
@@ -83,18 +88,24 @@ impl Recorder<'_> {
         });
     }
 
+    /// The command line for `args` run in `pwd` with the shared environment and `extra_env`.
+    fn line(&self, pwd: &str, extra_env: &[String], args: &[&str]) -> String {
+        let env: Vec<String> = self.env.iter().chain(extra_env).cloned().collect();
+        command_line(pwd, &env, args)
+    }
+
     /// Runs one step recorded as `PWD=<pwd> <env> <cmd> <args>` (upstream's exact format).
     fn step<T>(
         &mut self,
         pwd: &str,
-        env: &[String],
+        extra_env: &[String],
         args: &[&str],
         f: impl FnOnce(&mut String) -> Result<T, StepError>,
     ) -> Result<T, Failed> {
         let started = Instant::now();
         let mut output = String::new();
         let res = f(&mut output);
-        let line = command_line(pwd, env, args);
+        let line = self.line(pwd, extra_env, args);
         match res {
             Ok(v) => {
                 self.push(line, &output, "", started);
@@ -122,7 +133,7 @@ impl Recorder<'_> {
             let mut output = String::new();
             match f(&mut output) {
                 Ok(v) => {
-                    self.push(command_line(pwd, &[], args), &output, "", started);
+                    self.push(self.line(pwd, &[], args), &output, "", started);
                     return Ok(v);
                 }
                 Err(e) => {
@@ -131,7 +142,7 @@ impl Recorder<'_> {
                         std::thread::sleep(*d);
                         continue;
                     }
-                    self.push(command_line(pwd, &[], args), &output, &e.error, started);
+                    self.push(self.line(pwd, &[], args), &output, &e.error, started);
                     return Err(Failed);
                 }
             }
@@ -189,6 +200,7 @@ pub fn clone_ref(cfg: &CloneConfig<'_>, refs: &Refs) -> Record {
     };
     let mut rec = Recorder {
         censor: &censor,
+        env: cfg.env,
         commands: Vec::new(),
     };
     let outcome = clone_steps(&cfg, refs, &mut rec);
@@ -536,10 +548,42 @@ mod tests {
     }
 
     #[test]
+    fn shared_env_comes_first_on_every_line() {
+        let mut censor = Censor::default();
+        censor.set_token("tok");
+        let env = ["GIT_SSH_COMMAND=/usr/bin/ssh -o UserKnownHostsFile=/tmp/known_hosts".into()];
+        let mut rec = Recorder {
+            censor: &censor,
+            env: &env,
+            commands: Vec::new(),
+        };
+        let dates = ["GIT_AUTHOR_DATE=2".into(), "GIT_COMMITTER_DATE=2".into()];
+        let ok = |_: &mut String| Ok::<_, StepError>(());
+        rec.step("/", &[], &["mkdir", "-p", "/d"], ok).ok();
+        rec.step("/d", &dates, &["git", "merge", "--no-ff", "FETCH_HEAD"], ok)
+            .ok();
+        rec.retried("/d", &["git", "fetch", "https://tok@h/r", "m"], &[], ok)
+            .ok();
+        let lines: Vec<&str> = rec.commands.iter().map(|c| c.command.as_str()).collect();
+        let ssh = "GIT_SSH_COMMAND=/usr/bin/ssh -o UserKnownHostsFile=/tmp/known_hosts";
+        assert_eq!(
+            lines,
+            [
+                format!("PWD=/ {ssh} mkdir -p /d"),
+                format!(
+                    "PWD=/d {ssh} GIT_AUTHOR_DATE=2 GIT_COMMITTER_DATE=2 git merge --no-ff FETCH_HEAD"
+                ),
+                format!("PWD=/d {ssh} git fetch https://CENSORED@h/r m"),
+            ]
+        );
+    }
+
+    #[test]
     fn retries_record_only_the_last_attempt() {
         let censor = Censor::default();
         let mut rec = Recorder {
             censor: &censor,
+            env: &[],
             commands: Vec::new(),
         };
         let mut calls = 0;

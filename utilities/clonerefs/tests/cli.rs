@@ -207,18 +207,26 @@ fn unreadable_token_fails_setup_only() {
         "refs": [{"org": "org", "repo": "r", "base_ref": "master"}],
         "oauth_token_file": lab.path("missing-token"),
     });
-    bin()
+    let out = bin()
         .env("CLONEREFS_OPTIONS", opts.to_string())
         .assert()
         .code(0);
     let records: Vec<Record> =
         serde_json::from_slice(&std::fs::read(&log).expect("log")).expect("records");
-    assert_eq!(records.len(), 1, "only the setup record");
-    assert!(records[0].failed);
+    // Upstream records no command for a secret it cannot read; it only logs why.
+    assert_eq!(
+        records,
+        [Record {
+            failed: true,
+            ..Default::default()
+        }]
+    );
+    let logged = log_lines(&out.get_output().stderr);
     assert!(
-        records[0].commands[0]
-            .command
-            .starts_with("golang: read \"")
+        logged
+            .iter()
+            .any(|l| l["msg"] == "Failed to read oauth key file." && l["level"] == "error"),
+        "{logged:?}"
     );
 }
 
@@ -258,11 +266,20 @@ fn ssh_keys_and_known_hosts_in_setup_record() {
     assert_eq!(
         cmds,
         [
+            "ssh-agent".to_string(),
             format!("ssh-add \"{k}/b-key\""),
             format!("ssh-add \"{k}/nested/a-key\""),
             format!("golang: create \"{}\"", t.display()),
             format!("golang: append \"{}/known_hosts\"", t.display()),
+            "golang: lookup ssh path".to_string(),
         ]
+    );
+    // Setup commands carry no durations, and these no output (ours has no agent to report).
+    assert!(
+        records[0]
+            .commands
+            .iter()
+            .all(|c| c.output.is_empty() && c.error.is_empty() && c.duration == 0)
     );
     assert_eq!(
         std::fs::read_to_string(t.join("known_hosts")).expect("known_hosts"),
@@ -270,14 +287,80 @@ fn ssh_keys_and_known_hosts_in_setup_record() {
     );
     assert!(!records[0].failed);
 
-    // Anything that is not a private key fails the setup, as ssh-add would.
+    // Anything that is not a private key fails the setup as ssh-add fails it.
     std::fs::write(keys.join("c-not-a-key.pub"), "ssh-ed25519 AAAA").expect("write");
     let records = clonerefs::create_records(&opts, &settings);
     assert_eq!(records.len(), 1);
     assert!(records[0].failed);
     let last = records[0].commands.last().expect("cmd");
     assert_eq!(last.command, format!("ssh-add \"{k}/c-not-a-key.pub\""));
-    assert_eq!(last.error, "invalid format");
+    assert_eq!(
+        last.output,
+        format!("Error loading key \"{k}/c-not-a-key.pub\": invalid format\n")
+    );
+    assert_eq!(last.error, "exit status 1");
+}
+
+/// With `ssh_host_fingerprints`, every per-ref command line, merges included, starts with
+/// upstream's shared `GIT_SSH_COMMAND=<ssh> -o UserKnownHostsFile=<tmp>/known_hosts`.
+#[test]
+fn fingerprints_put_git_ssh_command_on_every_line() {
+    let lab = Lab::new();
+    let shas = lab.standard_repo("r");
+    let refs = pod_utils::prowapi::Refs {
+        org: "org".into(),
+        repo: "r".into(),
+        base_ref: "master".into(),
+        clone_uri: format!("file://{}", lab.repos().join("r").display()),
+        pulls: Some(vec![pod_utils::prowapi::Pull {
+            number: 2,
+            sha: shas["p2"].clone(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    let opts = clonerefs::Options {
+        src_root: lab.path("ours").to_string_lossy().into_owned(),
+        log: lab.path("clone.json").to_string_lossy().into_owned(),
+        git_user_name: "ci-robot".into(),
+        git_user_email: "ci-robot@k8s.io".into(),
+        host_fingerprints: vec!["github.com ssh-rsa AAAA".into()],
+        refs: vec![refs],
+        ..Default::default()
+    };
+    let settings = clonerefs::Settings {
+        tmp_dir: lab.path("tmp"),
+        retry_delays: vec![],
+        ..Default::default()
+    };
+    let records = clonerefs::create_records(&opts, &settings);
+    assert!(!records[1].failed, "{:#?}", records[1]);
+    let ssh = support::ssh_on_path();
+    let env = format!(
+        "GIT_SSH_COMMAND={ssh} -o UserKnownHostsFile={}/known_hosts",
+        lab.path("tmp").display()
+    );
+    let dir = lab.path("ours/src/github.com/org/r");
+    let lines: Vec<&str> = records[1]
+        .commands
+        .iter()
+        .map(|c| c.command.as_str())
+        .collect();
+    assert_eq!(lines[0], format!("PWD=/ {env} mkdir -p {}", dir.display()));
+    for l in &lines[1..] {
+        assert!(
+            l.starts_with(&format!("PWD={} {env} ", dir.display())),
+            "{l}"
+        );
+    }
+    let merge = lines
+        .iter()
+        .find(|l| l.contains("git merge"))
+        .expect("merge");
+    assert!(
+        merge.contains(&format!("{env} GIT_AUTHOR_DATE=")),
+        "{merge}"
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! GitHub App authentication against a loopback stand-in for the GitHub API: JWT-authenticated
 //! app calls, paged installations, an installation token used as `x-access-token` for the
-//! clone and censored in the records.
+//! clone and censored in the records; which failures fail the setup record (with no command)
+//! and which only each ref's token.
 
 mod support;
 
@@ -169,8 +170,10 @@ fn installation_token_clones_and_is_censored() {
     );
 }
 
+/// Upstream builds its client without calling the API, so an unreachable API is no setup
+/// failure: each ref's token fails, which leaves a record with only its refs, not failed.
 #[test]
-fn unreachable_api_fails_setup() {
+fn unreachable_api_fails_each_token_not_the_setup() {
     let lab = Lab::new();
     let rsa = openssl::rsa::Rsa::generate(2048).expect("rsa");
     let key_file = lab.path("app.pem");
@@ -192,12 +195,56 @@ fn unreachable_api_fails_setup() {
     });
     let (code, records, stderr) = run_ours(&lab.home(), &opts);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(records.len(), 1);
-    assert!(records[0].failed);
-    assert_eq!(
-        records[0].commands[0].command,
-        "golang: create GitHub App client"
-    );
-    let text = serde_json::to_string(&records).expect("json");
-    assert!(!text.contains("PRIVATE KEY"), "{text}");
+    assert_eq!(records.len(), 2, "{records:#?}");
+    assert_eq!(records[0], Record::default());
+    assert_eq!(records[1].refs.org, "org");
+    assert!(!records[1].failed && records[1].commands.is_empty());
+    assert!(!lab.path("ours/src").exists(), "nothing was cloned");
+}
+
+/// What does fail upstream's client construction (an endpoint Go cannot parse), and an
+/// unreadable or unusable key, fail the setup with no command: upstream only logs why.
+#[test]
+fn client_and_key_failures_fail_setup_without_a_command() {
+    let lab = Lab::new();
+    let rsa = openssl::rsa::Rsa::generate(2048).expect("rsa");
+    let good = lab.path("app.pem");
+    std::fs::write(&good, rsa.private_key_to_pem().expect("pem")).expect("write key");
+    let garbage = lab.path("garbage.pem");
+    std::fs::write(&garbage, "-----BEGIN RSA PRIVATE KEY-----\nnope\n").expect("write");
+    let cases = [
+        (&good, "http://[::1", "Failed to construct github client"),
+        (
+            &garbage,
+            "https://api.github.com",
+            "Failed to construct github client",
+        ),
+        (
+            &lab.path("missing.pem"),
+            "https://api.github.com",
+            "Failed to read GitHub App private key file.",
+        ),
+    ];
+    for (key, endpoint, message) in cases {
+        let opts = json!({
+            "src_root": lab.path("ours"),
+            "log": lab.path("clone.json"),
+            "github_app_id": "42",
+            "github_app_private_key_file": key,
+            "github_api_endpoints": [endpoint],
+            "refs": [{"org": "org", "repo": "r", "base_ref": "master"}],
+        });
+        let (code, records, stderr) = run_ours(&lab.home(), &opts);
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(
+            records,
+            [Record {
+                failed: true,
+                ..Default::default()
+            }],
+            "{endpoint}"
+        );
+        assert!(stderr.contains(message), "{stderr}");
+        assert!(!stderr.contains("PRIVATE KEY"), "{stderr}");
+    }
 }

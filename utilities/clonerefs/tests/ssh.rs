@@ -1,6 +1,7 @@
 //! Cloning over SSH with key files and host fingerprints against a real OpenSSH server started
-//! on loopback. Needs `/usr/sbin/sshd` (Debian `openssh-server`): skipped without it, unless
-//! `CI` is set, where its absence fails the test.
+//! on loopback, and the setup steps and command lines the records show for them. Needs
+//! `/usr/sbin/sshd` (Debian `openssh-server`): skipped without it, unless `CI` is set, where
+//! its absence fails the test.
 
 mod support;
 
@@ -108,6 +109,18 @@ fn sshd_with_client_key(lab: &Lab) -> (Sshd, PathBuf) {
     (sshd, key_dir)
 }
 
+/// The committer time of `release-1.0` in the lab's repo, which the first merge follows by a
+/// second.
+fn release_time(lab: &Lab) -> i64 {
+    lab.git(
+        &lab.repos().join("r"),
+        &["show", "-s", "--format=%ct", "release-1.0"],
+    )
+    .trim()
+    .parse()
+    .expect("timestamp")
+}
+
 fn user() -> String {
     let out = Command::new("id").arg("-un").output().expect("id");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -160,6 +173,56 @@ fn clone_over_ssh_with_key_and_fingerprint() {
     assert_eq!(code, 0, "{stderr}");
     assert!(!records[0].failed, "{:#?}", records[0]);
     assert!(!records[1].failed, "{:#?}", records[1]);
+
+    // Upstream's setup steps in its order (the image's /tmp exists, so nothing is created).
+    let setup: Vec<&str> = records[0]
+        .commands
+        .iter()
+        .map(|c| c.command.as_str())
+        .collect();
+    let key = key_dir.join("ssh-privatekey");
+    assert_eq!(
+        setup,
+        [
+            "ssh-agent".to_string(),
+            format!("ssh-add \"{}\"", key.display()),
+            "golang: append \"/tmp/known_hosts\"".to_string(),
+            "golang: lookup ssh path".to_string(),
+        ]
+    );
+    // Every command of the ref, mkdir and the merge included, carries the shared env first.
+    let env = format!(
+        "GIT_SSH_COMMAND={} -o UserKnownHostsFile=/tmp/known_hosts",
+        support::ssh_on_path()
+    );
+    let dir = lab.path("ours/src/github.com/org/r");
+    let lines: Vec<&str> = records[1]
+        .commands
+        .iter()
+        .map(|c| c.command.as_str())
+        .collect();
+    assert_eq!(lines[0], format!("PWD=/ {env} mkdir -p {}", dir.display()));
+    assert!(
+        lines
+            .contains(&format!("PWD={} {env} git fetch {url} release-1.0", dir.display()).as_str())
+    );
+    assert!(
+        lines.contains(
+            &format!(
+                "PWD={} {env} GIT_AUTHOR_DATE={t} GIT_COMMITTER_DATE={t} git merge --no-ff {}",
+                dir.display(),
+                shas["p2"],
+                t = release_time(&lab) + 1
+            )
+            .as_str()
+        )
+    );
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l.starts_with(&format!("PWD={} {env} ", dir.display()))),
+        "{lines:#?}"
+    );
 
     let mut file_refs = refs.clone();
     file_refs.clone_uri = format!("file://{}", lab.repos().join("r").display());
@@ -254,6 +317,24 @@ fn without_fingerprints_pinned_hosts_are_checked_and_unknown_hosts_refused() {
     let records = clone("pinned", format!("127.0.0.1 {ty} {key}\n"));
     assert!(!records[1].failed, "{:#?}", records[1].commands.last());
     assert!(lab.path("pinned/src/github.com/org/r/.git").exists());
+    // Keys alone: the agent and key steps, and no shared env on the command lines, where
+    // upstream writes its agent's SSH_AUTH_SOCK and SSH_AGENT_PID (ours has no agent).
+    let setup: Vec<&str> = records[0]
+        .commands
+        .iter()
+        .map(|c| c.command.as_str())
+        .collect();
+    let key_file = key_dir.join("ssh-privatekey");
+    assert_eq!(
+        setup,
+        [
+            "ssh-agent".to_string(),
+            format!("ssh-add \"{}\"", key_file.display())
+        ]
+    );
+    let dir = lab.path("pinned/src/github.com/org/r");
+    let init = &records[1].commands[1].command;
+    assert_eq!(init, &format!("PWD={}  git init", dir.display()));
 
     let github_keys = clonerefs::Settings::default().pinned_known_hosts;
     let wrong = github_keys.replace("github.com", "127.0.0.1");

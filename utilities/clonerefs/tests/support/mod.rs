@@ -577,3 +577,17 @@ fn serve(conn: TcpStream, root: &Path, required: Option<&(String, String)>) -> s
         conn.flush()?;
     }
 }
+
+/// What clonerefs names in `GIT_SSH_COMMAND`: the first executable `ssh` in an absolute `PATH`
+/// directory, as Go's `exec.LookPath` finds it, else plain `ssh`.
+pub fn ssh_on_path() -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("ssh"))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| !m.is_dir() && m.permissions().mode() & 0o111 != 0)
+        })
+        .filter(|p| p.is_absolute())
+        .map_or_else(|| "ssh".to_string(), |p| p.display().to_string())
+}
