@@ -1,7 +1,14 @@
 /*!
 Fixture -> pod, as the Prow controller decorates a ProwJob (upstream `decorate/podspec.go`; the
 contract's §5): the same options JSON, env vars (sorted as the controller sorts them), volumes and
-mount paths, so the utilities see exactly what they would in a cluster.
+mount paths, so the utilities see exactly what they would in a cluster. `upstream.rs` checks the
+result against the pods upstream's own tests render.
+
+Where the lab departs from upstream, on purpose: the fixture repositories are a hostPath volume
+`repos` mounted into clonerefs and every ref has a `file://` clone_uri; storage is an emulator
+(`STORAGE_EMULATOR_HOST`) or moto through an s3 credentials secret, never GCS credentials; the
+local mode's `output` volume is an emptyDir, not a host path; fixture secrets mount at
+`/etc/<name>`; test containers get `FIXTURE_METADATA_FILE`.
 */
 
 use std::collections::BTreeMap;
@@ -10,6 +17,7 @@ use anyhow::{Context, Result};
 use pod_utils::downwardapi::JobSpec;
 use pod_utils::prowapi::{GcsConfiguration, Pull, Refs};
 use pod_utils::{clone, duration, gcsupload, wrapper};
+use serde::Serialize;
 use serde_json::json;
 
 use super::{
@@ -32,20 +40,20 @@ fn mount(volume: &str, path: &str) -> Mount {
     }
 }
 
-/// Builds the pod for `f`, with its repositories already built.
-pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod> {
-    let d = &f.decoration;
-    let spec = job_spec(f, repos)?;
-    let storage = match d.storage.as_str() {
+fn storage(f: &Fixture) -> Storage {
+    match f.decoration.storage.as_str() {
         "s3" => Storage::S3,
         "local" => Storage::Local,
         _ => Storage::Gcs,
-    };
-    let all_refs: Vec<Refs> = spec.refs.iter().chain(&spec.extra_refs).cloned().collect();
-    let clones = !d.skip_cloning && !all_refs.is_empty();
+    }
+}
 
-    let mut gcs = GcsConfiguration {
-        bucket: match storage {
+/// `decoration_config.gcs_configuration`: what the job's decoration says, as JOB_SPEC and the
+/// upload options both carry it.
+fn gcs_configuration(f: &Fixture) -> GcsConfiguration {
+    let d = &f.decoration;
+    GcsConfiguration {
+        bucket: match storage(f) {
             Storage::S3 => format!("s3://{BUCKET}"),
             _ => BUCKET.to_string(),
         },
@@ -56,7 +64,18 @@ pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod>
         media_types: d.media_types.clone(),
         compress_file_types: d.compress_file_types.clone(),
         ..Default::default()
-    };
+    }
+}
+
+/// Builds the pod for `f`, with its repositories already built.
+pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod> {
+    let d = &f.decoration;
+    let spec = job_spec(f, repos)?;
+    let storage = storage(f);
+    let all_refs: Vec<Refs> = spec.refs.iter().chain(&spec.extra_refs).cloned().collect();
+    let clones = !d.skip_cloning && !all_refs.is_empty();
+
+    let mut gcs = gcs_configuration(f);
     if storage == Storage::Local {
         gcs.local_output_dir = OUTPUT.to_string();
     }
@@ -70,20 +89,19 @@ pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod>
         dry_run: false,
         ..Default::default()
     };
-    let spec_json = serde_json::to_string(&spec)?;
+    let spec_json = encode_job_spec(f, &spec)?;
     // What the test harness adds to reach its storage server: the emulator variable Google's
     // clients honour (s3 goes through the credentials file instead).
     let storage_env: Vec<(String, String)> = match storage {
         Storage::Gcs => vec![("STORAGE_EMULATOR_HOST".into(), STORAGE_ENDPOINT.into())],
         _ => vec![],
     };
-    let mut storage_mounts = Vec::new();
-    if storage == Storage::S3 {
-        storage_mounts.push(mount("s3-credentials", S3_CREDS_DIR));
-    }
-    if storage == Storage::Local {
-        storage_mounts.push(mount("output", OUTPUT));
-    }
+    // Upstream's order: the credentials' mounts, and in the sidecar the secrets, before output.
+    let blob_mounts: Vec<Mount> = match storage {
+        Storage::S3 => vec![mount("s3-credentials", S3_CREDS_DIR)],
+        _ => vec![],
+    };
+    let output_mount = (storage == Storage::Local).then(|| mount("output", OUTPUT));
 
     let mut volumes: Vec<Volume> = f
         .secrets
@@ -121,14 +139,18 @@ pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod>
 
     let mut init = Vec::new();
     if clones {
-        volumes.push(Volume {
-            name: "repos".into(),
-            source: VolumeSource::HostPath(git::REPOS_ROOT.into()),
-        });
-        volumes.push(Volume {
-            name: "code".into(),
-            source: VolumeSource::EmptyDir,
-        });
+        // clonerefs' own /tmp (it keeps known_hosts there), then the lab's fixture remotes, as
+        // a clone volume like upstream's key secrets, then the code.
+        for (name, source) in [
+            ("clonerefs-tmp", VolumeSource::EmptyDir),
+            ("repos", VolumeSource::HostPath(git::REPOS_ROOT.into())),
+            ("code", VolumeSource::EmptyDir),
+        ] {
+            volumes.push(Volume {
+                name: name.into(),
+                source,
+            });
+        }
         let opts = clonerefs::Options {
             src_root: CODE.into(),
             log: format!("{LOGS}/clone.json"),
@@ -147,6 +169,7 @@ pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod>
             mounts: vec![
                 mount("logs", LOGS),
                 mount("code", CODE),
+                mount("clonerefs-tmp", "/tmp"),
                 mount("repos", git::REPOS_ROOT),
             ],
             working_dir: None,
@@ -175,7 +198,8 @@ pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod>
     } else {
         vec![]
     };
-    mounts.extend(storage_mounts.iter().cloned());
+    mounts.extend(blob_mounts.iter().cloned());
+    mounts.extend(output_mount.clone());
     init.push(Container {
         name: "initupload".into(),
         image: Image::Utility("initupload"),
@@ -268,6 +292,12 @@ pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod>
         let mut downward = spec.env(true);
         downward.push(("ARTIFACTS".into(), format!("{LOGS}/artifacts")));
         downward.push(("GOPATH".into(), CODE.into()));
+        // The controller gives every container the same JOB_SPEC text.
+        for (k, v) in &mut downward {
+            if k == "JOB_SPEC" {
+                v.clone_from(&spec_json);
+            }
+        }
         downward.sort();
         env.extend(downward);
         // Not Prow's: tells the fixture job program where this container's metadata goes, since
@@ -289,6 +319,8 @@ pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod>
         });
         entries.push(w);
     }
+    // Upstream copies five fields of decoration_config.censoring_options; the lab passes the
+    // table whole, so a fixture can also set the sidecar's ini_filenames.
     let mut censoring: sidecar::options::CensoringOptions = match &d.censoring_options {
         Some(table) => serde_json::from_value(serde_json::to_value(table)?)
             .context("decoration.censoring_options")?,
@@ -314,17 +346,20 @@ pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod>
     env.extend(storage_env);
     env.sort();
     let mut mounts = vec![mount("logs", LOGS)];
-    mounts.extend(storage_mounts);
+    mounts.extend(blob_mounts);
     if d.censor_secrets {
         for c in &f.containers {
             for s in &c.secrets {
                 let m = mount(s, &format!("/etc/{s}"));
+                // Upstream appends a secret once per container mounting it; Kubernetes rejects
+                // a container whose mount paths repeat, so the lab mounts it once.
                 if !mounts.contains(&m) {
                     mounts.push(m);
                 }
             }
         }
     }
+    mounts.extend(output_mount);
     containers.push(Container {
         name: "sidecar".into(),
         image: Image::Utility("sidecar"),
@@ -362,27 +397,103 @@ pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod>
     })
 }
 
+/// `decoration_config` as JOB_SPEC carries it: what the fixture's decoration sets, in the field
+/// order of upstream's `DecorationConfig` (Go encodes struct fields in order; a
+/// `serde_json::Value` would sort them). Booleans appear only when set, as Go's pointers.
+#[derive(Serialize)]
+struct DecorationConfig {
+    timeout: String,
+    grace_period: String,
+    gcs_configuration: GcsConfiguration,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    s3_credentials_secret: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    skip_cloning: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    censor_secrets: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    censoring_options: Option<CensoringConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upload_ignores_interrupts: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run_as_user: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run_as_group: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fs_group: Option<u32>,
+}
+
+/// Upstream's `CensoringOptions` of the decoration: the sidecar's fields it knows of.
+#[derive(Serialize)]
+struct CensoringConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    censoring_concurrency: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    censoring_buffer_size: Option<i64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    include_directories: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    exclude_directories: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    minimum_secret_length: Option<i64>,
+}
+
+fn decoration_config(f: &Fixture) -> Result<DecorationConfig> {
+    let d = &f.decoration;
+    let censoring_options = match &d.censoring_options {
+        Some(table) => {
+            let c: sidecar::options::CensoringOptions =
+                serde_json::from_value(serde_json::to_value(table)?)
+                    .context("decoration.censoring_options")?;
+            Some(CensoringConfig {
+                censoring_concurrency: c.censoring_concurrency,
+                censoring_buffer_size: c.censoring_buffer_size,
+                include_directories: c.include_directories,
+                exclude_directories: c.exclude_directories,
+                minimum_secret_length: c.minimum_secret_length,
+            })
+        }
+        None => None,
+    };
+    Ok(DecorationConfig {
+        timeout: duration::format(duration::parse(&d.timeout).context("decoration.timeout")?),
+        grace_period: duration::format(
+            duration::parse(&d.grace_period).context("decoration.grace_period")?,
+        ),
+        gcs_configuration: gcs_configuration(f),
+        s3_credentials_secret: (storage(f) == Storage::S3).then_some("s3-credentials"),
+        skip_cloning: d.skip_cloning.then_some(true),
+        censor_secrets: d.censor_secrets.then_some(true),
+        censoring_options,
+        upload_ignores_interrupts: d.upload_ignores_interrupts.then_some(true),
+        run_as_user: d.run_as_user,
+        run_as_group: d.run_as_group,
+        fs_group: d.fs_group,
+    })
+}
+
+/// JOB_SPEC's text: `spec`'s fields, then its decoration in upstream's field order.
+fn encode_job_spec(f: &Fixture, spec: &JobSpec) -> Result<String> {
+    #[derive(Serialize)]
+    struct Encoded<'a> {
+        #[serde(flatten)]
+        spec: &'a JobSpec,
+        decoration_config: DecorationConfig,
+    }
+    let spec = JobSpec {
+        decoration_config: None,
+        ..spec.clone()
+    };
+    Ok(serde_json::to_string(&Encoded {
+        spec: &spec,
+        decoration_config: decoration_config(f)?,
+    })?)
+}
+
 /// The JobSpec the controller would write, with SHAs resolved from the built repositories.
 pub fn job_spec(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<JobSpec> {
-    let d = &f.decoration;
     let refs = |r: &RefsSpec| -> Result<Refs> { to_refs(f, r, repos) };
-    let mut decoration = json!({
-        "timeout": duration::format(duration::parse(&d.timeout)?),
-        "grace_period": duration::format(duration::parse(&d.grace_period)?),
-        "gcs_configuration": {"bucket": BUCKET, "path_strategy": d.path_strategy},
-    });
-    if d.censor_secrets {
-        decoration["censor_secrets"] = json!(true);
-    }
-    for (key, v) in [
-        ("run_as_user", d.run_as_user),
-        ("run_as_group", d.run_as_group),
-        ("fs_group", d.fs_group),
-    ] {
-        if let Some(v) = v {
-            decoration[key] = json!(v);
-        }
-    }
+    let decoration = serde_json::to_value(decoration_config(f)?)?;
     Ok(JobSpec {
         type_: f.job.type_.clone(),
         job: f.job.name.clone(),
@@ -522,5 +633,47 @@ mod tests {
         for c in pod.init_containers.iter().chain(&pod.containers) {
             assert_eq!(pod.run_as(c), None, "{}", c.name);
         }
+    }
+
+    /// Upstream's order, which its goldens (all GCS) do not show: the sidecar mounts the
+    /// secrets before the local output; JOB_SPEC names an s3 bucket and secret as configured.
+    #[test]
+    fn local_output_mounts_last_and_s3_job_spec_names_its_bucket() {
+        let job = |storage: &str| {
+            fixture(&format!(
+                r#"
+                description = "x"
+                [job]
+                type = "periodic"
+                name = "p"
+                [decoration]
+                storage = "{storage}"
+                censor_secrets = true
+                [secrets.token]
+                token = "x"
+                [[containers]]
+                name = "test"
+                secrets = ["token"]
+                steps = ["print", "x"]
+                "#
+            ))
+        };
+        let pod = decorate(&job("local"), &BTreeMap::new()).unwrap();
+        let sidecar = pod.containers.last().unwrap();
+        let mounts: Vec<&str> = sidecar.mounts.iter().map(|m| m.volume.as_str()).collect();
+        assert_eq!(mounts, ["logs", "token", "output"]);
+
+        let pod = decorate(&job("s3"), &BTreeMap::new()).unwrap();
+        let sidecar = pod.containers.last().unwrap();
+        let mounts: Vec<&str> = sidecar.mounts.iter().map(|m| m.volume.as_str()).collect();
+        assert_eq!(mounts, ["logs", "s3-credentials", "token"]);
+        let spec = sidecar.env_value("JOB_SPEC").unwrap();
+        assert!(
+            spec.ends_with(
+                r#""decoration_config":{"timeout":"1m0s","grace_period":"5s","gcs_configuration":{"bucket":"s3://tetrapod-lab","path_strategy":"explicit"},"s3_credentials_secret":"s3-credentials","censor_secrets":true}}"#
+            ),
+            "{spec}"
+        );
+        assert_eq!(pod.containers[0].env_value("JOB_SPEC"), Some(spec));
     }
 }

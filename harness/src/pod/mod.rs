@@ -5,6 +5,8 @@ controller would give it. [`decorate`] builds one from a fixture; a backend runs
 */
 
 pub mod decorate;
+#[cfg(test)]
+mod upstream;
 
 use std::collections::BTreeMap;
 
