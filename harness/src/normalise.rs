@@ -63,7 +63,7 @@ fn log_line(line: &str) -> Option<String> {
 /// | `[REPOS]` | `/tmp/tetrapod-lab/repos/<fixture>` (fixture git remotes) |
 /// | `[TIMESTAMP]` | `"timestamp":N` in started.json / finished.json |
 /// | `[DURATION]` | clone record durations, `(runtime: …)`, `# Total runtime: …`, log `duration` fields |
-/// | `[RAND]` | the random digits of entrypoint's marker temp dirs and files |
+/// | `[RAND]` | the random digits of entrypoint's marker temp dirs and files, and of sidecar's censored copies (`tmp-censored…/tmp-censor…`) |
 /// | (sorted) | a text made only of JSON log lines: concurrent uploads log in any order |
 /// | (sorted) | clone records and clone-log blocks after the setup one: refs clone concurrently |
 /// | (removed) | qemu-user's own `qemu: uncaught target signal …` line when a guest dies from a signal |
@@ -108,6 +108,8 @@ impl Pod {
         let t = re!(r#""duration":"[^"]*""#).replace_all(&t, r#""duration":"[DURATION]""#);
         let t = re!(r"\(runtime: [^)]*\)").replace_all(&t, "(runtime: [DURATION])");
         let t = re!(r"# Total runtime: \S+").replace_all(&t, "# Total runtime: [DURATION]");
+        let t = re!(r"tmp-censored\d+/tmp-censor[A-Za-z0-9]+")
+            .replace_all(&t, "tmp-censored[RAND]/tmp-censor[RAND]");
         let t = clone_log_in_ref_order(&t).unwrap_or_else(|| t.into_owned());
         sort_if_all_log_lines(t)
     }
