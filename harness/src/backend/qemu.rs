@@ -309,7 +309,10 @@ impl Ctx<'_> {
         };
         let emulated = self.runner.emulator.is_some();
         let run_as = RunAs::of(&self.security, &c.security);
-        let user = run_as.clone();
+        let user = run_as.clone().map(|r| {
+            let groups = r.runtime_groups();
+            (r, groups)
+        });
         // SAFETY: the closure runs in the forked child before exec and only makes raw
         // system calls (setrlimit, open, write, close, setgroups, setgid, setuid) on data
         // allocated before the fork.
@@ -317,7 +320,7 @@ impl Ctx<'_> {
             std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
                 enable_core_dumps(emulated);
                 match &user {
-                    Some(r) => become_user(r),
+                    Some((r, groups)) => become_user(r, groups),
                     None => Ok(()),
                 }
             });
@@ -475,13 +478,15 @@ fn translate_json(v: &mut Value, mounts: &[(String, PathBuf)]) {
 /// In a forked child: allow core dumps, so a crashing guest leaves one for triage. Under qemu the
 /// guest's core is written by qemu itself; the kernel's core of qemu that follows is made tiny
 /// (coredump_filter 0: no memory) since it says nothing about the guest.
-/// The container's user, as the runtime sets it: supplementary groups, group, then user (the
-/// qemu backend otherwise runs everything as the invoking user, root in the lab).
-fn become_user(r: &RunAs) -> std::io::Result<()> {
+/// The container's user, as the runtime sets it: supplementary groups (the primary group
+/// among them, as runc and containerd do), group, then user (the qemu backend otherwise runs
+/// everything as the invoking user, root in the lab). `groups` is [`RunAs::runtime_groups`],
+/// computed before the fork.
+fn become_user(r: &RunAs, groups: &[u32]) -> std::io::Result<()> {
     use nix::libc;
-    // SAFETY: plain system calls on memory owned by `r`, which outlives them.
+    // SAFETY: plain system calls on memory owned by the caller, which outlives them.
     unsafe {
-        if libc::setgroups(r.groups.len(), r.groups.as_ptr()) != 0
+        if libc::setgroups(groups.len(), groups.as_ptr()) != 0
             || libc::setgid(r.gid) != 0
             || libc::setuid(r.uid) != 0
         {

@@ -605,6 +605,8 @@ mod tests {
             (run_as(test).uid, run_as(test).gid, run_as(test).groups),
             (0, 0, vec![2000])
         );
+        // The runtime adds the primary group to the supplementary ones.
+        assert_eq!(run_as(test).runtime_groups(), vec![0, 2000]);
         assert_eq!((run_as(sidecar).uid, run_as(sidecar).gid), (65532, 65532));
         // The JobSpec's decoration_config carries them under upstream's names.
         let spec = job_spec(&f, &BTreeMap::new()).unwrap();

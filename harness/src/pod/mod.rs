@@ -86,6 +86,14 @@ pub struct RunAs {
 }
 
 impl RunAs {
+    /// The supplementary groups the container runtime gives the process: its primary group,
+    /// then the pod's (runc and containerd both add the primary group).
+    pub fn runtime_groups(&self) -> Vec<u32> {
+        let mut g = vec![self.gid];
+        g.extend(self.groups.iter().copied().filter(|x| *x != self.gid));
+        g
+    }
+
     /// `None` when neither pod nor container names a user or group: the image decides.
     pub fn of(pod: &PodSecurityContext, c: &SecurityContext) -> Option<RunAs> {
         let uid = c.run_as_user.or(pod.run_as_user);
