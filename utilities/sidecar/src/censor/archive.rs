@@ -1,14 +1,12 @@
 /*!
-Censoring inside `.tar.gz` artifacts (upstream `handleArchive`, `unarchive`, `archive`): unpack
-into a fresh temp dir, censor every extracted file with the plain-file routine, repack (entries in
-byte order, the root first as `.`) into a temp file beside the original and rename it over.
+The tar.gz layer: Go-worded gzip reading ([`GzReader`], used by [`super::targz`], which censors
+archives as streams), and upstream's unpack and repack (`unarchive`, `archive`), kept as the
+reference the tests build and read archives with; sidecar itself never unpacks an archive.
 
-Only regular files and directories are extracted; links, devices and FIFOs are dropped, and
-unsafe names abort. The gzip layer is read here rather than through flate2's gzip readers so that
-errors carry Go's wording (`unexpected EOF`, `gzip: invalid header`, ...), which upstream puts in
-its aggregated error. Zip files and gzip files that are not tar fail to unpack and stay as they
-were, as upstream. Deviation: a pax global header (`git archive` writes one) is skipped; upstream
-turns it into an empty mode-0000 file inside the repacked archive.
+The gzip layer is read here rather than through flate2's gzip readers so that errors carry Go's
+wording (`unexpected EOF`, `gzip: invalid header`, ...), which goes into the withheld reasons.
+`unarchive` extracts only regular files and directories (links, devices and FIFOs dropped, unsafe
+names refused) and skips a pax global header, as upstream's reader would see it.
 */
 
 use std::collections::HashMap;

@@ -111,7 +111,7 @@ pub fn censor_stream(
 }
 
 /// Reads until `buf` is full or the input ends; upstream's reads of regular files behave so.
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {
         match r.read(&mut buf[done..]) {
@@ -127,28 +127,17 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 /// Censors the file at `path` in place (through a temp file renamed over it). `buf` is the
 /// sliding window; its length is the buffer size.
 pub fn censor_file(path: &Path, censorer: &Censorer, buf: &mut [u8]) -> Result<(), FileError> {
-    let name = lossy(path);
-    let mut input =
-        File::open(path).map_err(|e| FileError::Open(PathError::new("open", &name, e)))?;
     let dir = parent_dir(path);
-    let mut temp = super::aside::temp_file_in(&dir, "tmp-censor").map_err(|e| {
-        FileError::TempFile(PathError::new("open", lossy(&dir.join("tmp-censor*")), e))
+    let temp = censor_into(path, censorer, buf, || {
+        super::aside::temp_file_in(&dir, "tmp-censor").map_err(|e| {
+            FileError::TempFile(PathError::new("open", lossy(&dir.join("tmp-censor*")), e))
+        })
     })?;
     let temp_name = lossy(temp.path());
-    // On error `temp` is dropped here, which deletes it.
-    censor_stream(
-        &mut input,
-        temp.as_file_mut(),
-        censorer,
-        buf,
-        (&name, &temp_name),
-    )
-    .map_err(FileError::Censor)?;
-    drop(input);
     put_in_place(temp, path).map_err(|source| {
         FileError::Rename(RenameError {
-            from: temp_name.clone(),
-            to: name.clone(),
+            from: temp_name,
+            to: lossy(path),
             source,
         })
     })
@@ -162,10 +151,31 @@ pub fn censor_copy(
     buf: &mut [u8],
     aside: &Aside,
 ) -> Result<PathBuf, FileError> {
+    let temp = censor_into(path, censorer, buf, || {
+        aside.file().map_err(FileError::TempFile)
+    })?;
+    let temp_name = lossy(temp.path());
+    temp.into_temp_path().keep().map_err(|e| {
+        FileError::Rename(RenameError {
+            from: temp_name.clone(),
+            to: temp_name,
+            source: e.error,
+        })
+    })
+}
+
+/// Streams `path`, censored, into the temp file `make_temp` gives; on error the temp file is
+/// dropped, which deletes it.
+fn censor_into(
+    path: &Path,
+    censorer: &Censorer,
+    buf: &mut [u8],
+    make_temp: impl FnOnce() -> Result<tempfile::NamedTempFile, FileError>,
+) -> Result<tempfile::NamedTempFile, FileError> {
     let name = lossy(path);
     let mut input =
         File::open(path).map_err(|e| FileError::Open(PathError::new("open", &name, e)))?;
-    let mut temp = aside.file().map_err(FileError::TempFile)?;
+    let mut temp = make_temp()?;
     let temp_name = lossy(temp.path());
     censor_stream(
         &mut input,
@@ -175,13 +185,7 @@ pub fn censor_copy(
         (&name, &temp_name),
     )
     .map_err(FileError::Censor)?;
-    temp.into_temp_path().keep().map_err(|e| {
-        FileError::Rename(RenameError {
-            from: temp_name.clone(),
-            to: temp_name.clone(),
-            source: e.error,
-        })
-    })
+    Ok(temp)
 }
 
 /// Puts the censored `temp` in place of `path`, atomically for anyone opening `path`.

@@ -23,7 +23,7 @@ use flate2::write::GzEncoder;
 
 use super::archive::{GzReader, ReadError};
 use super::replacer::Censorer;
-use super::stream::{StreamError, censor_stream};
+use super::stream::{StreamError, censor_stream, read_full};
 
 /// How deep gzip'd members inside gzip'd tars are followed.
 pub const MAX_DEPTH: usize = 4;
@@ -98,19 +98,6 @@ fn censor_gzip_at(
     }
     enc.finish().map_err(TarGzError::Write)?;
     Ok(())
-}
-
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match r.read(&mut buf[done..]) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
 }
 
 /// Whether `b` starts with a tar header whose checksum is right (what tar readers check).
