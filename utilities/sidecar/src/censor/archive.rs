@@ -1,5 +1,5 @@
 /*!
-The tar.gz layer: Go-worded gzip reading ([`GzReader`], used by [`super::targz`], which censors
+The tar.gz layer: Go-worded gzip reading (`GzReader`, used by [`super::targz`], which censors
 archives as streams), and upstream's unpack and repack (`unarchive`, `archive`), kept as the
 reference the tests build and read archives with; sidecar itself never unpacks an archive.
 
@@ -115,7 +115,7 @@ pub enum ArchiveError {
 pub enum Placed {
     /// It replaced the original.
     InPlace,
-    /// The original's directory was not writable: a copy from the [`Aside`] is to be uploaded
+    /// The original's directory was not writable: a copy from the [`Aside`](super::Aside) is to be uploaded
     /// in its place.
     Aside(PathBuf),
 }
