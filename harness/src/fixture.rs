@@ -33,6 +33,12 @@ pub struct Fixture {
     /// running container, as the kubelet does.
     #[serde(default)]
     pub delete_after_ms: Option<u64>,
+    /// The cluster sends traffic through a forward proxy: every container gets `HTTP_PROXY`,
+    /// `HTTPS_PROXY` and `NO_PROXY` (as a cluster-wide proxy injector sets them), and the
+    /// storage server's name resolves only inside the proxy. Needs s3 storage, the one server
+    /// every backend runs on the host.
+    #[serde(default)]
+    pub proxy: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -303,6 +309,9 @@ impl Fixture {
         }
         if !["gs", "s3", "local"].contains(&self.decoration.storage.as_str()) {
             bail!("decoration.storage must be gs, s3 or local");
+        }
+        if self.proxy && self.decoration.storage != "s3" {
+            bail!("proxy = true needs decoration.storage = \"s3\"");
         }
         for r in self.job.refs.iter().chain(&self.job.extra_refs) {
             let recipe = self.repos.get(&r.recipe);

@@ -92,6 +92,19 @@ pub fn pod(run: &crate::backend::PodRun, fixture: &str) -> String {
         };
         s.push_str(&body(&n, &data));
     }
+    if let Some(requests) = &run.proxied {
+        // By method: which objects came through is already in the bucket's listing.
+        let mut by_method: std::collections::BTreeMap<&str, usize> = Default::default();
+        for r in requests {
+            *by_method
+                .entry(r.split(' ').next().unwrap_or(""))
+                .or_default() += 1;
+        }
+        let _ = writeln!(s, "== proxy requests");
+        for (method, count) in by_method {
+            let _ = writeln!(s, "{method} {count}");
+        }
+    }
     for (name, data) in &run.logs {
         let _ = writeln!(s, "== logs {}", n.log_file_name(name));
         s.push_str(&body(&n, data));

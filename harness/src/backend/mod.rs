@@ -6,6 +6,7 @@ images. [`run`] picks one by [`RunOptions::backend`].
 */
 
 pub mod docker;
+pub mod proxy;
 pub mod qemu;
 pub mod volumes;
 
@@ -105,6 +106,8 @@ pub struct PodRun {
     pub cores: Vec<PathBuf>,
     /// Where syscall traces were written, when the run was traced.
     pub trace_dir: Option<PathBuf>,
+    /// `METHOD URL` of every request the pod's forward proxy served, for a proxy pod.
+    pub proxied: Option<Vec<String>>,
 }
 
 /// How to run a pod beyond the defaults: the backend, and debugging aids for one container.

@@ -10,6 +10,7 @@ user, root in the lab, as the images' default user is.
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,7 +22,7 @@ use serde_json::Value;
 use super::{Checkout, ContainerExit, POD_DEADLINE, PodRun, RunOptions};
 use crate::build;
 use crate::observe::exit_text;
-use crate::pod::{self, BUCKET, Container, Pod, RunAs, STORAGE_ENDPOINT, Storage};
+use crate::pod::{self, BUCKET, Container, Pod, RunAs, Storage};
 use crate::runner::Runner;
 use crate::target::Arch;
 
@@ -94,7 +95,8 @@ pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
         Storage::Local => (Server::None, String::new()),
     };
 
-    let vol_dirs: BTreeMap<String, PathBuf> = super::volumes::make(pod, &root, &endpoint)?
+    let (proxy, endpoints) = super::proxy::start(pod, Ipv4Addr::LOCALHOST.into(), endpoint)?;
+    let vol_dirs: BTreeMap<String, PathBuf> = super::volumes::make(pod, &root, &endpoints)?
         .into_iter()
         .map(|(name, v)| (name, v.dir))
         .collect();
@@ -105,7 +107,7 @@ pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
         mode,
         root: &root,
         vol_dirs: &vol_dirs,
-        endpoint: &endpoint,
+        endpoints: &endpoints,
         opts,
         trace_dir: trace_dir.as_deref(),
         security: pod.security,
@@ -233,6 +235,7 @@ pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
         pod_dir: root.clone(),
         cores,
         trace_dir,
+        proxied: super::proxy::served(&proxy),
     })
 }
 
@@ -242,7 +245,7 @@ struct Ctx<'a> {
     mode: ChildMode,
     root: &'a Path,
     vol_dirs: &'a BTreeMap<String, PathBuf>,
-    endpoint: &'a str,
+    endpoints: &'a pod::Endpoints,
     opts: &'a RunOptions,
     trace_dir: Option<&'a Path>,
     security: pod::PodSecurityContext,
@@ -335,7 +338,7 @@ impl Ctx<'_> {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &home);
         for (k, v) in &c.env {
-            let v = v.replace(STORAGE_ENDPOINT, self.endpoint);
+            let v = self.endpoints.fill(v);
             let v = if k == "ENTRYPOINT_OPTIONS" {
                 self.entrypoint_options(c, &v, &mounts)?
             } else {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::pod::{Pod, STORAGE_ENDPOINT, VolumeSource};
+use crate::pod::{Endpoints, Pod, VolumeSource};
 
 /// A volume's folder and whether it is mounted read-only.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,9 +21,8 @@ pub struct VolumeDir {
     pub read_only: bool,
 }
 
-/// Makes `pod`'s volumes under `root/vol/`; `endpoint` replaces the storage placeholder in
-/// secrets.
-pub fn make(pod: &Pod, root: &Path, endpoint: &str) -> Result<BTreeMap<String, VolumeDir>> {
+/// Makes `pod`'s volumes under `root/vol/`; `endpoints` fill the placeholders in secrets.
+pub fn make(pod: &Pod, root: &Path, endpoints: &Endpoints) -> Result<BTreeMap<String, VolumeDir>> {
     let group = pod.security.fs_group;
     let mut out = BTreeMap::new();
     for v in &pod.volumes {
@@ -48,7 +47,7 @@ pub fn make(pod: &Pod, root: &Path, endpoint: &str) -> Result<BTreeMap<String, V
                 fs::set_permissions(&d, fs::Permissions::from_mode(0o755))?;
                 for (name, content) in files {
                     let f = d.join(name);
-                    fs::write(&f, content.replace(STORAGE_ENDPOINT, endpoint))?;
+                    fs::write(&f, endpoints.fill(content))?;
                     fs::set_permissions(&f, fs::Permissions::from_mode(0o644))?;
                     chgrp(&f, group)?;
                 }
@@ -75,7 +74,7 @@ fn chgrp(p: &Path, group: Option<u32>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pod::{PodSecurityContext, Storage, Volume};
+    use crate::pod::{PodSecurityContext, STORAGE_ENDPOINT, Storage, Volume};
     use std::os::unix::fs::MetadataExt;
 
     fn pod(fs_group: Option<u32>) -> Pod {
@@ -103,13 +102,22 @@ mod tests {
             containers: vec![],
             delete_after_ms: None,
             checkouts: vec![],
+            proxy: false,
         }
     }
 
     #[test]
     fn empty_dirs_are_world_writable_and_secrets_read_only() {
         let tmp = tempfile::tempdir().unwrap();
-        let v = make(&pod(None), tmp.path(), "http://x").unwrap();
+        let v = make(
+            &pod(None),
+            tmp.path(),
+            &Endpoints {
+                storage: "http://x".into(),
+                proxy: String::new(),
+            },
+        )
+        .unwrap();
         let logs = fs::metadata(&v["logs"].dir).unwrap();
         assert_eq!(logs.mode() & 0o7777, 0o777);
         assert!(!v["logs"].read_only && v["creds"].read_only);
@@ -127,7 +135,7 @@ mod tests {
             return;
         }
         let tmp = tempfile::tempdir().unwrap();
-        let v = make(&pod(Some(2000)), tmp.path(), "").unwrap();
+        let v = make(&pod(Some(2000)), tmp.path(), &Endpoints::default()).unwrap();
         let logs = fs::metadata(&v["logs"].dir).unwrap();
         assert_eq!((logs.gid(), logs.mode() & 0o7777), (2000, 0o2777));
         let token = fs::metadata(v["creds"].dir.join("token")).unwrap();

@@ -21,8 +21,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{
-    BUCKET, Container, Image, Mount, Pod, PodSecurityContext, STORAGE_ENDPOINT, SecurityContext,
-    Storage, Volume, VolumeSource,
+    BUCKET, Container, Image, Mount, PROXY_ENDPOINT, Pod, PodSecurityContext, STORAGE_ENDPOINT,
+    SecurityContext, Storage, Volume, VolumeSource,
 };
 use crate::fixture::{Fixture, RefsSpec};
 use crate::git::{self, BuiltRepo};
@@ -371,6 +371,17 @@ pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod>
         security: SecurityContext::default(),
     });
 
+    if f.proxy {
+        // A cluster-wide proxy injector sets these on every container, utilities included.
+        for c in init.iter_mut().chain(containers.iter_mut()) {
+            c.env.extend([
+                ("HTTPS_PROXY".to_string(), PROXY_ENDPOINT.to_string()),
+                ("HTTP_PROXY".to_string(), PROXY_ENDPOINT.to_string()),
+                ("NO_PROXY".to_string(), ".cluster.local,.svc".to_string()),
+            ]);
+        }
+    }
+
     let checkouts = if clones {
         all_refs
             .iter()
@@ -394,6 +405,7 @@ pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod>
         containers,
         delete_after_ms: f.delete_after_ms,
         checkouts,
+        proxy: f.proxy,
     })
 }
 

@@ -169,6 +169,8 @@ pub struct Pod {
     pub delete_after_ms: Option<u64>,
     /// Where each ref is checked out (in-pod paths), for observing the checkouts.
     pub checkouts: Vec<String>,
+    /// Start a forward proxy and reach the storage server only through it ([`PROXY_ENDPOINT`]).
+    pub proxy: bool,
 }
 
 impl Pod {
@@ -183,3 +185,25 @@ pub const BUCKET: &str = "tetrapod-lab";
 
 /// Placeholders the backend fills in when it has started the storage servers.
 pub const STORAGE_ENDPOINT: &str = "@STORAGE_ENDPOINT@";
+pub const PROXY_ENDPOINT: &str = "@PROXY_ENDPOINT@";
+
+/// The storage server's name in a proxy pod: only the proxy resolves it. No dot, so moto reads
+/// the bucket from the path, as it does for container names.
+pub const PROXY_ONLY_HOST: &str = "tetrapod-proxy-only-storage";
+
+/// What the backend started for one pod, filled into env values and secret files.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoints {
+    /// The storage server as the pod addresses it (`host:port` or a URL).
+    pub storage: String,
+    /// The forward proxy's URL, for [`PROXY_ENDPOINT`].
+    pub proxy: String,
+}
+
+impl Endpoints {
+    /// `v` with the placeholders replaced.
+    pub fn fill(&self, v: &str) -> String {
+        v.replace(STORAGE_ENDPOINT, &self.storage)
+            .replace(PROXY_ENDPOINT, &self.proxy)
+    }
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use git2::{
     AutotagOption, CertificateCheckStatus, Cred, CredentialType, FetchOptions, FetchPrune, Oid,
-    RemoteCallbacks, Repository,
+    ProxyOptions, RemoteCallbacks, Repository,
 };
 
 use crate::auth::{CookieJar, HostKeyVerdict, host_key_verdict};
@@ -100,8 +100,19 @@ impl Access {
         cb
     }
 
-    pub(crate) fn fetch_options(&self, url: &str) -> (FetchOptions<'_>, Option<String>) {
+    /// Options for fetching `url`: these credentials, no tags, and the proxy that applies.
+    pub(crate) fn fetch_options(
+        &self,
+        url: &str,
+    ) -> Result<(FetchOptions<'_>, Option<String>), git2::Error> {
         let mut fo = FetchOptions::new();
+        let proxy =
+            crate::proxy::for_remote(url).map_err(|e| git2::Error::from_str(&e.to_string()))?;
+        if let Some(proxy) = proxy {
+            let mut po = ProxyOptions::new();
+            po.url(&proxy);
+            fo.proxy_options(po);
+        }
         fo.remote_callbacks(self.callbacks());
         // An anonymous `git fetch <url> <ref>` follows no tags; only `--tags` brings them.
         fo.download_tags(AutotagOption::None);
@@ -110,7 +121,7 @@ impl Access {
             .as_ref()
             .and_then(|j| j.header_for(url))
             .map(|c| format!("Cookie: {c}"));
-        (fo, cookie)
+        Ok((fo, cookie))
     }
 }
 
@@ -268,7 +279,7 @@ pub(crate) fn fetch_named(
     }
     let mut remote = repo.remote_anonymous(url)?;
     let run = |remote: &mut git2::Remote<'_>, spec: &str| -> Result<(), git2::Error> {
-        let (mut fo, cookie) = access.fetch_options(url);
+        let (mut fo, cookie) = access.fetch_options(url)?;
         let headers: Vec<&str> = cookie.iter().map(String::as_str).collect();
         fo.custom_headers(&headers);
         if depth > 0 {
@@ -339,7 +350,7 @@ pub(crate) fn fetch_head_and_tags(
         seed_from_local(repo, url)?;
     }
     let mut remote = repo.remote_anonymous(url)?;
-    let (mut fo, cookie) = access.fetch_options(url);
+    let (mut fo, cookie) = access.fetch_options(url)?;
     let headers: Vec<&str> = cookie.iter().map(String::as_str).collect();
     fo.custom_headers(&headers);
     fo.prune(FetchPrune::On);

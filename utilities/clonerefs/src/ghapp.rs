@@ -116,14 +116,22 @@ impl AppTokens {
             }
         }
         let tls = native_tls::TlsConnector::new()?;
-        let agent = ureq::AgentBuilder::new()
-            .tls_connector(Arc::new(tls))
-            .timeout(Duration::from_secs(60))
-            .build();
         let endpoint = endpoints
             .first()
             .map(|e| e.trim_end_matches('/').to_string())
             .unwrap_or_default();
+        let mut agent = ureq::AgentBuilder::new()
+            .tls_connector(Arc::new(tls))
+            .timeout(Duration::from_secs(60));
+        // The API goes through the environment's proxy as Go's default transport sends it.
+        let bad_proxy = |why: String| AppError::Endpoint {
+            endpoint: endpoint.clone(),
+            why,
+        };
+        if let Some(p) = crate::proxy::for_api(&endpoint).map_err(|e| bad_proxy(e.to_string()))? {
+            agent = agent.proxy(ureq::Proxy::new(&p).map_err(|e| bad_proxy(e.to_string()))?);
+        }
+        let agent = agent.build();
         Ok(AppTokens {
             app_id: app_id.to_string(),
             key,

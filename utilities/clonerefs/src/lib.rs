@@ -8,6 +8,7 @@ mod fetch;
 mod ghapp;
 mod mergemsg;
 pub mod options;
+mod proxy;
 mod refclone;
 mod run;
 

@@ -513,7 +513,7 @@ fn update_submodules(
         let path = sm.path().to_string_lossy().into_owned();
         let url = sm.url().unwrap_or_default().to_string();
         let mut opts = SubmoduleUpdateOptions::new();
-        let (mut fo, cookie) = access.fetch_options(&url);
+        let (mut fo, cookie) = access.fetch_options(&url)?;
         let headers: Vec<&str> = cookie.iter().map(String::as_str).collect();
         fo.custom_headers(&headers);
         opts.fetch(fo);

@@ -248,3 +248,53 @@ fn client_and_key_failures_fail_setup_without_a_command() {
         assert!(!stderr.contains("PRIVATE KEY"), "{stderr}");
     }
 }
+
+/// The API calls and the clone with the installation token both go through the environment's
+/// proxy; both hosts resolve only inside it.
+#[test]
+fn api_and_clone_go_through_the_proxy() {
+    let localhost = std::net::Ipv4Addr::LOCALHOST.into();
+    let hosts = [
+        ("api.onlyproxy.invalid", localhost),
+        ("git.onlyproxy.invalid", localhost),
+    ];
+    let Some(squid) = pod_utils::testsupport::Squid::start_or_skip(&hosts) else {
+        return;
+    };
+    let lab = Lab::new();
+    lab.standard_repo("r");
+    let rsa = openssl::rsa::Rsa::generate(2048).expect("rsa");
+    let pem = rsa.private_key_to_pem().expect("pem");
+    let key = openssl::pkey::PKey::private_key_from_pem(&pem).expect("key");
+    let key_file = lab.path("app.pem");
+    std::fs::write(&key_file, &pem).expect("write key");
+    let (api_port, seen) = fake_github(key);
+    let basic = format!(
+        "Basic {}",
+        STANDARD.encode(format!("x-access-token:{TOKEN}"))
+    );
+    let git = HttpGitServer::start_requiring(&lab.repos(), Some(("authorization", &basic)));
+    let opts = json!({
+        "src_root": lab.path("ours"),
+        "log": lab.path("clone.json"),
+        "github_app_id": "42",
+        "github_app_private_key_file": key_file,
+        "github_api_endpoints": [format!("http://api.onlyproxy.invalid:{api_port}")],
+        "refs": [{"org": "org", "repo": "r", "base_ref": "master",
+                  "clone_uri": format!("http://git.onlyproxy.invalid:{}/r", git.port)}],
+    });
+    let (code, records, stderr) =
+        support::run_ours_with(&lab.home(), &opts, &[("HTTP_PROXY", &squid.url())]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!records[1].failed, "{:#?}", records[1]);
+    assert!(!stderr.contains(TOKEN), "{stderr}");
+    let via = squid.requests();
+    let api = format!("GET http://api.onlyproxy.invalid:{api_port}/app");
+    assert!(via.iter().any(|r| r.starts_with(&api)), "{via:?}");
+    assert!(
+        via.iter()
+            .any(|r| r.starts_with("POST http://git.onlyproxy.invalid:")),
+        "{via:?}"
+    );
+    assert!(seen.lock().unwrap().contains(&"GET /app".to_string()));
+}

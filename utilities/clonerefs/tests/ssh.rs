@@ -349,3 +349,47 @@ fn without_fingerprints_pinned_hosts_are_checked_and_unknown_hosts_refused() {
     let err = &records[1].commands.last().expect("cmd").error;
     assert!(err.contains("hostkey"), "{err}");
 }
+
+/// With a proxy configured, every connection of the run (SSH ones too, which are never
+/// proxied) goes through clonerefs' own socket stream; libssh2 must still get a working socket.
+#[test]
+fn ssh_clone_works_while_a_proxy_is_configured() {
+    if !sshd_available() {
+        return;
+    }
+    let lab = Lab::new();
+    lab.standard_repo("r");
+    let (sshd, key_dir) = sshd_with_client_key(&lab);
+    let mut pub_fields = sshd.host_pub.split_whitespace();
+    let fingerprint = format!(
+        "[127.0.0.1]:{} {} {}",
+        sshd.port,
+        pub_fields.next().expect("type"),
+        pub_fields.next().expect("key")
+    );
+    let url = format!(
+        "ssh://{}@127.0.0.1:{}{}",
+        user(),
+        sshd.port,
+        lab.repos().join("r").display()
+    );
+    let opts = json!({
+        "src_root": lab.path("ours"),
+        "log": lab.path("clone.json"),
+        "git_user_name": "ci-robot",
+        "git_user_email": "ci-robot@k8s.io",
+        "key_files": [key_dir],
+        "host_fingerprints": [fingerprint],
+        "refs": [{"org": "org", "repo": "r", "base_ref": "master", "clone_uri": url}],
+    });
+    // Nothing listens on port 9: a connection that wrongly went to the proxy would fail.
+    let proxy = [
+        ("HTTP_PROXY", "http://127.0.0.1:9"),
+        ("HTTPS_PROXY", "http://127.0.0.1:9"),
+    ];
+    let (code, records, stderr) = support::run_ours_with(&lab.home(), &opts, &proxy);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!records[1].failed, "{:#?}", records[1]);
+    let master = lab.git(&lab.repos().join("r"), &["rev-parse", "master"]);
+    assert_eq!(records[1].final_sha, master.trim());
+}

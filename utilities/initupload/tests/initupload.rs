@@ -467,3 +467,139 @@ fn a_gcs_path_upstream_refuses_is_a_usage_error() {
         "{err}"
     );
 }
+
+/// initupload with `env` (and nothing else from this process's environment).
+fn initupload_env(
+    options: &Value,
+    spec: &Value,
+    env: &[(&str, &str)],
+) -> assert_cmd::assert::Assert {
+    let mut cmd = Command::cargo_bin("initupload").unwrap();
+    cmd.env_clear()
+        .env("INITUPLOAD_OPTIONS", options.to_string())
+        .env("JOB_SPEC", spec.to_string())
+        .envs(env.iter().copied());
+    cmd.assert()
+}
+
+/// Storage hosts that resolve only inside a real proxy (squid): the GCS emulator and S3 both
+/// receive every object only because the uploads went through `HTTP_PROXY`/`http_proxy`.
+#[test]
+fn uploads_go_through_the_environments_proxy() {
+    let localhost = std::net::Ipv4Addr::LOCALHOST.into();
+    // moto takes a dotted host's first label for the bucket; a dotless name keeps path style.
+    let hosts = [
+        ("gcs.onlyproxy.invalid", localhost),
+        ("onlyproxy-s3", localhost),
+    ];
+    let Some(squid) = pod_utils::testsupport::Squid::start_or_skip(&hosts) else {
+        return;
+    };
+    let Some(gcs) = FakeGcs::start_or_skip(&["bkt"]) else {
+        return;
+    };
+    let Some(moto) = Moto::start_or_skip(&["prow-artifacts"]) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let log = clone_log(tmp.path(), false);
+
+    let port = gcs.emulator_host().rsplit_once(':').unwrap().1.to_string();
+    let emulator = format!("gcs.onlyproxy.invalid:{port}");
+    let options = json!({"bucket":"gs://bkt","path_strategy":"explicit","dry_run":false,"log":log});
+    initupload_env(
+        &options,
+        &spec("periodic"),
+        &[
+            ("STORAGE_EMULATOR_HOST", &emulator),
+            ("HTTP_PROXY", &squid.url()),
+        ],
+    )
+    .success();
+    assert!(
+        names(&gcs.objects("bkt")).contains(&"logs/ci-job/100/started.json"),
+        "{:?}",
+        names(&gcs.objects("bkt"))
+    );
+
+    let s3_port = moto.url().rsplit_once(':').unwrap().1.to_string();
+    let creds = tmp.path().join("s3.json");
+    let body = json!({"region":"us-east-1","endpoint":format!("http://onlyproxy-s3:{s3_port}"),
+        "s3_force_path_style":true,"access_key":"testing","secret_key":"testing"});
+    std::fs::write(&creds, body.to_string()).unwrap();
+    let options = json!({"bucket":"s3://prow-artifacts","path_strategy":"explicit","s3_credentials_file":creds,"dry_run":false,"log":log});
+    initupload_env(&options, &spec("periodic"), &[("http_proxy", &squid.url())]).success();
+    assert!(names(&moto.objects("prow-artifacts")).contains(&"logs/ci-job/100/started.json"));
+
+    let seen = squid.requests();
+    assert!(
+        seen.iter()
+            .any(|r| r.contains("http://gcs.onlyproxy.invalid:")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|r| r.starts_with("PUT http://onlyproxy-s3:")),
+        "{seen:?}"
+    );
+}
+
+/// As in Go: loopback is never proxied, `NO_PROXY` exempts, and `ALL_PROXY` means nothing (a
+/// proxy that does not exist would fail every upload).
+#[test]
+fn loopback_no_proxy_and_all_proxy_as_go_reads_them() {
+    let Some(gcs) = FakeGcs::start_or_skip(&["bkt"]) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let log = clone_log(tmp.path(), false);
+    let options = json!({"bucket":"gs://bkt","path_strategy":"explicit","dry_run":false,"log":log});
+    let dead = "http://127.0.0.1:9";
+    initupload_env(
+        &options,
+        &spec("periodic"),
+        &[
+            ("STORAGE_EMULATOR_HOST", &gcs.emulator_host()),
+            ("HTTP_PROXY", dead),
+            ("HTTPS_PROXY", dead),
+            ("ALL_PROXY", dead),
+        ],
+    )
+    .success();
+    assert!(names(&gcs.objects("bkt")).contains(&"logs/ci-job/100/started.json"));
+
+    // "localhost" is no IP but still loopback by name; a NO_PROXY entry exempts it as well.
+    let port = gcs.emulator_host().rsplit_once(':').unwrap().1.to_string();
+    initupload_env(
+        &options,
+        &spec("periodic"),
+        &[
+            ("STORAGE_EMULATOR_HOST", &format!("localhost:{port}")),
+            ("HTTP_PROXY", dead),
+            ("NO_PROXY", "localhost"),
+        ],
+    )
+    .success();
+}
+
+/// A proxy value Go cannot parse fails the upload with one clear line and exit 1.
+#[test]
+fn bad_proxy_value_fails_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = clone_log(tmp.path(), false);
+    let options = json!({"bucket":"gs://bkt","path_strategy":"explicit","dry_run":false,"log":log});
+    let out = initupload_env(
+        &options,
+        &spec("periodic"),
+        &[
+            ("STORAGE_EMULATOR_HOST", "gcs.example.invalid:1"),
+            ("HTTP_PROXY", "proxy host:1"),
+        ],
+    )
+    .code(1)
+    .get_output()
+    .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("invalid proxy address"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -17,6 +17,7 @@ pub mod gopath;
 pub mod logging;
 pub mod options;
 pub mod prowapi;
+pub mod proxy;
 #[cfg(feature = "testsupport")]
 pub mod testsupport;
 pub mod wrapper;

@@ -452,3 +452,109 @@ pub fn gunzip(data: &[u8]) -> Vec<u8> {
         .expect("valid gzip");
     out
 }
+
+/// A real forward proxy (Debian's squid, installed by `qemu/provision`) on a free loopback port.
+///
+/// Host names in `hosts` resolve only inside the proxy (its own `hosts_file`; its DNS points at
+/// nothing), so a client that reaches such a host must have gone through the proxy. Every request
+/// it served is in [`Squid::requests`]. Killed when dropped.
+pub struct Squid {
+    child: Child,
+    listen: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Squid {
+    pub fn binary() -> Option<PathBuf> {
+        ["/usr/sbin/squid", "/usr/bin/squid"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+    }
+
+    pub fn start(hosts: &[(&str, IpAddr)]) -> Result<Squid, String> {
+        Self::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST), hosts)
+    }
+
+    /// Starts squid listening on `ip` (a container network's gateway, say).
+    pub fn start_on(ip: IpAddr, hosts: &[(&str, IpAddr)]) -> Result<Squid, String> {
+        let bin = Self::binary().ok_or("no squid in /usr/sbin (qemu/provision installs it)")?;
+        let dir = tempfile::Builder::new()
+            .prefix("squid")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        // squid started as root runs as the `proxy` user, which must write its logs here.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .map_err(|e| e.to_string())?;
+        let port = free_port_on(ip).map_err(|e| e.to_string())?;
+        let listen = SocketAddr::new(ip, port);
+        let d = dir.path().display();
+        let hosts_text: String = hosts.iter().map(|(h, ip)| format!("{ip} {h}\n")).collect();
+        std::fs::write(dir.path().join("hosts"), hosts_text).map_err(|e| e.to_string())?;
+        let conf = format!(
+            "http_port {listen}\n\
+             hosts_file {d}/hosts\n\
+             dns_nameservers 127.0.0.1\n\
+             dns_timeout 2 seconds\n\
+             http_access allow all\n\
+             cache deny all\n\
+             pinger_enable off\n\
+             pid_filename {d}/squid.pid\n\
+             access_log stdio:{d}/access.log buffer-size=0KB\n\
+             cache_log {d}/cache.log\n\
+             cache_store_log none\n\
+             coredump_dir {d}\n\
+             shutdown_lifetime 0 seconds\n"
+        );
+        let conf_path = dir.path().join("squid.conf");
+        std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
+        let mut child = Command::new(bin)
+            .arg("-N")
+            .arg("-f")
+            .arg(&conf_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("start squid: {e}"))?;
+        if let Err(e) = wait_for_addr(listen, &mut child, Duration::from_secs(30)) {
+            kill(&mut child);
+            let log = std::fs::read_to_string(dir.path().join("cache.log")).unwrap_or_default();
+            return Err(format!("squid: {e}: {}", log.trim_end()));
+        }
+        Ok(Squid { child, listen, dir })
+    }
+
+    pub fn start_or_skip(hosts: &[(&str, IpAddr)]) -> Option<Squid> {
+        match Self::start(hosts) {
+            Ok(s) => Some(s),
+            Err(e) => skip_or_fail("squid", e),
+        }
+    }
+
+    /// The proxy URL, as `HTTP_PROXY` takes it.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.listen)
+    }
+
+    /// `METHOD URL` of every request served so far (CONNECT requests show `host:port`).
+    pub fn requests(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
+        log.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                // Connections that sent no request (the start-up probe) log method "-".
+                let method = f.get(5).filter(|m| **m != "-")?;
+                Some(format!("{method} {}", f.get(6)?))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Squid {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}

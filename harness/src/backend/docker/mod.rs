@@ -45,7 +45,7 @@ use pod_utils::testsupport::Moto;
 use super::{Checkout, ContainerExit, POD_DEADLINE, PodRun, RunOptions};
 use crate::build;
 use crate::observe::Observation;
-use crate::pod::{BUCKET, Container, Image, Pod, PodSecurityContext, RunAs, Storage};
+use crate::pod::{BUCKET, Container, Endpoints, Image, Pod, PodSecurityContext, RunAs, Storage};
 use crate::probe::Probe;
 use crate::runner::Runner;
 use crate::target::Arch;
@@ -69,7 +69,7 @@ struct Ctx<'a> {
     emulator: Option<&'a Path>,
     images: &'a images::Ids,
     network: Option<String>,
-    endpoint: String,
+    endpoints: Endpoints,
     vol_dirs: &'a BTreeMap<String, (PathBuf, bool)>,
     seq: u64,
     pod: &'a str,
@@ -117,7 +117,8 @@ pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
     };
 
     // Volumes -> host folders, and whether they are mounted read-only.
-    let vol_dirs: BTreeMap<String, (PathBuf, bool)> = super::volumes::make(pod, &root, &endpoint)?
+    let (proxy, endpoints) = super::proxy::start(pod, gateway, endpoint)?;
+    let vol_dirs: BTreeMap<String, (PathBuf, bool)> = super::volumes::make(pod, &root, &endpoints)?
         .into_iter()
         .map(|(name, v)| (name, (v.dir, v.read_only)))
         .collect();
@@ -128,7 +129,7 @@ pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
         emulator: runner.emulator.as_deref(),
         images: &images,
         network: Some(net.clone()),
-        endpoint,
+        endpoints,
         vol_dirs: &vol_dirs,
         seq,
         pod: &pod.name,
@@ -217,6 +218,7 @@ pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
         pod_dir: root,
         cores,
         trace_dir: None,
+        proxied: super::proxy::served(&proxy),
     })
 }
 
@@ -352,7 +354,7 @@ impl Ctx<'_> {
             image: Some(image.clone()),
             entrypoint: Some(entrypoint),
             cmd: Some(cmd),
-            env: Some(spec::env(c, &self.endpoint, self.mode)),
+            env: Some(spec::env(c, &self.endpoints, self.mode)),
             working_dir: c.working_dir.clone(),
             // Without a user in the pod the image's own (root, as upstream's) applies.
             user: run_as.as_ref().map(|r| format!("{}:{}", r.uid, r.gid)),
@@ -567,7 +569,7 @@ pub fn probe(runner: &Runner, p: &Probe) -> Result<Observation> {
         emulator: runner.emulator.as_deref(),
         images: &images,
         network: None,
-        endpoint: String::new(),
+        endpoints: Endpoints::default(),
         vol_dirs: &vol_dirs,
         seq: engine.next_seq(),
         pod: &pod,

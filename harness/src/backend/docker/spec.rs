@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::pod::{Container, STORAGE_ENDPOINT};
+use crate::pod::{Container, Endpoints};
 
 /// The label every container and network the backend creates carries; its value is the run id.
 pub const LABEL: &str = "tetrapod.lab";
@@ -94,13 +94,13 @@ pub fn entrypoint_and_cmd(c: &Container, mode: Mode) -> (Vec<String>, Vec<String
 /// `QEMU_*` dropped (qemu would apply them to the guest and its children; see `runner`). In
 /// explicit mode the test command in ENTRYPOINT_OPTIONS gets the emulator in front, since
 /// entrypoint's child is a foreign binary too.
-pub fn env(c: &Container, endpoint: &str, mode: Mode) -> Vec<String> {
+pub fn env(c: &Container, endpoints: &Endpoints, mode: Mode) -> Vec<String> {
     let mut out = Vec::new();
     for (k, v) in &c.env {
         if k.starts_with("QEMU_") {
             continue;
         }
-        let v = v.replace(STORAGE_ENDPOINT, endpoint);
+        let v = endpoints.fill(v);
         let v = if k == "ENTRYPOINT_OPTIONS" && mode == Mode::Explicit {
             emulated_entrypoint_options(&v)
         } else {
@@ -193,6 +193,7 @@ pub fn gcs_name(run: &str, seq: u64) -> String {
 mod tests {
     use super::*;
     use crate::pod::Image;
+    use crate::pod::STORAGE_ENDPOINT;
 
     fn container(command: Option<&[&str]>, args: &[&str], env: &[(&str, &str)]) -> Container {
         Container {
@@ -277,7 +278,11 @@ mod tests {
                 ("STORAGE_EMULATOR_HOST", STORAGE_ENDPOINT),
             ],
         );
-        let native = env(&c, "gcs:4443", Mode::Native);
+        let endpoints = Endpoints {
+            storage: "gcs:4443".into(),
+            proxy: String::new(),
+        };
+        let native = env(&c, &endpoints, Mode::Native);
         assert_eq!(
             native,
             [
@@ -285,8 +290,8 @@ mod tests {
                 "STORAGE_EMULATOR_HOST=gcs:4443".to_string()
             ]
         );
-        assert_eq!(env(&c, "gcs:4443", Mode::Binfmt), native);
-        let explicit = env(&c, "gcs:4443", Mode::Explicit);
+        assert_eq!(env(&c, &endpoints, Mode::Binfmt), native);
+        let explicit = env(&c, &endpoints, Mode::Explicit);
         let v: Value =
             serde_json::from_str(explicit[0].strip_prefix("ENTRYPOINT_OPTIONS=").unwrap()).unwrap();
         assert_eq!(
@@ -303,7 +308,7 @@ mod tests {
         for bad in ["{", "", "{}", "[1]"] {
             let c = container(None, &[], &[("ENTRYPOINT_OPTIONS", bad)]);
             assert_eq!(
-                env(&c, "", Mode::Explicit),
+                env(&c, &Endpoints::default(), Mode::Explicit),
                 [format!("ENTRYPOINT_OPTIONS={bad}")]
             );
         }

@@ -379,11 +379,31 @@ pub fn run_ours(
     home: &Path,
     options: &serde_json::Value,
 ) -> (i32, Vec<pod_utils::clone::Record>, String) {
-    let out = clonerefs_bin()
-        .env("CLONEREFS_OPTIONS", options.to_string())
+    run_ours_with(home, options, &[])
+}
+
+/// [`run_ours`] with `env` set, and no proxy variables but those in `env`.
+pub fn run_ours_with(
+    home: &Path,
+    options: &serde_json::Value,
+    env: &[(&str, &str)],
+) -> (i32, Vec<pod_utils::clone::Record>, String) {
+    let mut cmd = clonerefs_bin();
+    for v in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "NO_PROXY",
+        "no_proxy",
+        "REQUEST_METHOD",
+    ] {
+        cmd.env_remove(v);
+    }
+    cmd.env("CLONEREFS_OPTIONS", options.to_string())
         .env("HOME", home)
-        .output()
-        .expect("run clonerefs");
+        .envs(env.iter().copied());
+    let out = cmd.output().expect("run clonerefs");
     let log = options["log"].as_str().expect("log path");
     let records = std::fs::read(log)
         .map(|d| serde_json::from_slice(&d).expect("records JSON"))
@@ -398,6 +418,7 @@ pub fn run_ours(
 /// A smart-HTTP git server on 127.0.0.1: `git http-backend` (CGI) for every repository under
 /// `root`, one thread per connection. Stopped on drop.
 pub struct HttpGitServer {
+    pub ip: std::net::IpAddr,
     pub port: u16,
     /// Requests without exactly this header `(name, value)` are refused: 401 with a Basic
     /// challenge when `authorization` is missing, 403 otherwise.
@@ -412,9 +433,18 @@ impl HttpGitServer {
     }
 
     pub fn start_requiring(root: &Path, header: Option<(&str, &str)>) -> Self {
+        Self::start_with(root, header, std::net::Ipv4Addr::LOCALHOST.into())
+    }
+
+    /// Serves on `ip` instead of loopback (a proxy never sees loopback traffic).
+    pub fn start_on(root: &Path, ip: std::net::IpAddr) -> Self {
+        Self::start_with(root, None, ip)
+    }
+
+    fn start_with(root: &Path, header: Option<(&str, &str)>, ip: std::net::IpAddr) -> Self {
         let required = header.map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()));
         let required2 = required.clone();
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let listener = TcpListener::bind((ip, 0)).expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let stop = Arc::new(AtomicBool::new(false));
         let root = root.to_path_buf();
@@ -433,6 +463,7 @@ impl HttpGitServer {
             }
         });
         HttpGitServer {
+            ip,
             port,
             required,
             stop,
@@ -441,7 +472,7 @@ impl HttpGitServer {
     }
 
     pub fn url(&self, repo: &str) -> String {
-        format!("http://127.0.0.1:{}/{repo}", self.port)
+        format!("http://{}:{}/{repo}", self.ip, self.port)
     }
 }
 
@@ -449,7 +480,7 @@ impl Drop for HttpGitServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        let _ = TcpStream::connect((self.ip, self.port));
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }

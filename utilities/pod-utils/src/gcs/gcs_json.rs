@@ -55,12 +55,20 @@ pub(crate) fn emulator_base(host: &str) -> String {
 
 impl GcsJson {
     pub(crate) fn new(base: Option<String>, bucket: &str, auth: Auth) -> Result<Self, StoreError> {
-        let http = reqwest::Client::builder()
-            .build()
-            .map_err(|e| StoreError::Client(e.to_string()))?;
+        let base = base.unwrap_or_else(|| GCS_BASE.to_string());
+        let client = |e: String| StoreError::Client(e);
+        // Go's rules, not reqwest's (which read ALL_PROXY and proxy loopback too).
+        let mut http = reqwest::Client::builder().no_proxy();
+        if let Some(p) = crate::proxy::process()
+            .proxy_for(&base)
+            .map_err(|e| client(e.to_string()))?
+        {
+            http = http.proxy(reqwest::Proxy::all(p).map_err(|e| client(e.to_string()))?);
+        }
+        let http = http.build().map_err(|e| client(e.to_string()))?;
         Ok(GcsJson {
             http,
-            base: base.unwrap_or_else(|| GCS_BASE.to_string()),
+            base,
             bucket: bucket.to_string(),
             auth,
         })

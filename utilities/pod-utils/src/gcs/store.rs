@@ -394,7 +394,15 @@ fn gcs_client(bucket: &str, credentials_file: &str) -> Result<GcsJson, StoreErro
         );
         return GcsJson::new(None, bucket, Auth::Anonymous);
     };
+    // Token requests go where Go's oauth2 client sends them; its metadata client never uses a
+    // proxy.
+    let options = proxied(
+        object_store::ClientOptions::new(),
+        "https://oauth2.googleapis.com/token",
+        &["169.254.169.254", "metadata.google.internal"],
+    )?;
     let gcs = builder
+        .with_client_options(options)
         .build()
         .map_err(|e| StoreError::Credentials(e.to_string()))?;
     GcsJson::new(None, bucket, gcs_json::token_auth(gcs.credentials()))
@@ -423,11 +431,14 @@ fn s3_client(bucket: &str, credentials_file: &str) -> Result<Arc<dyn ObjectStore
         // Upstream's `insecure` skips TLS verification (Go's InsecureSkipVerify), for any
         // endpoint; plain HTTP needs no flag there, the endpoint's scheme says so. The client
         // options go first: they hold allow_http too, which the endpoint then sets.
-        if c.insecure {
-            b = b.with_client_options(
-                object_store::ClientOptions::new().with_allow_invalid_certificates(true),
-            );
-        }
+        let endpoint = match (c.endpoint.as_str(), c.s3_force_path_style) {
+            ("", _) => "https://s3.amazonaws.com".to_string(),
+            (e, true) => e.to_string(),
+            (e, false) => virtual_hosted(e, bucket),
+        };
+        let options =
+            object_store::ClientOptions::new().with_allow_invalid_certificates(c.insecure);
+        b = b.with_client_options(proxied(options, &endpoint, &[])?);
         if !c.endpoint.is_empty() {
             b = b.with_allow_http(c.endpoint.starts_with("http://"));
             if c.s3_force_path_style {
@@ -443,6 +454,29 @@ fn s3_client(bucket: &str, credentials_file: &str) -> Result<Arc<dyn ObjectStore
     b.build()
         .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
         .map_err(|e| StoreError::Client(e.to_string()))
+}
+
+/// `options` sending requests for `url` as Go's default transport would: through the proxy
+/// [`crate::proxy`] picks, or directly. reqwest's own environment proxy (which also reads
+/// `ALL_PROXY` and proxies loopback) must not apply, and object_store has no switch for it: a
+/// proxy that exempts every host turns it off (`*` covers names only, the CIDRs addresses).
+fn proxied(
+    options: object_store::ClientOptions,
+    url: &str,
+    direct: &[&str],
+) -> Result<object_store::ClientOptions, StoreError> {
+    let proxy = crate::proxy::process()
+        .proxy_for(url)
+        .map_err(|e| StoreError::Client(e.to_string()))?;
+    Ok(match proxy {
+        Some(p) if direct.is_empty() => options.with_proxy_url(p),
+        Some(p) => options
+            .with_proxy_url(p)
+            .with_proxy_excludes(direct.join(",")),
+        None => options
+            .with_proxy_url("http://127.0.0.1:9")
+            .with_proxy_excludes("*,0.0.0.0/0,::/0"),
+    })
 }
 
 /// `https://host:port/x` → `https://bucket.host:port/x`.
