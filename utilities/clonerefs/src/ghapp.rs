@@ -21,7 +21,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
 use openssl::sign::Signer;
-use pod_utils::gofmt::quote as go_quote;
 use serde::Deserialize;
 
 /// The user git authenticates as with an installation token.
@@ -264,117 +263,9 @@ impl AppTokens {
 }
 
 /// Why Go's `url.Parse` refuses `raw`, in `url.Error`'s words (`parse "<raw>": ...`); `None`
-/// when it parses. Only the checks Parse makes: control bytes, the scheme, a colon in a
-/// scheme-less first segment, the authority (userinfo, brackets, port, host characters) and
-/// `%` escapes; the query is never checked.
+/// when it parses.
 fn go_url_error(raw: &str) -> Option<String> {
-    let (rest, frag) = match raw.split_once('#') {
-        Some((r, f)) => (r, Some(f)),
-        None => (raw, None),
-    };
-    let quoted = |s: &str, why: String| format!("parse {}: {why}", go_quote(s));
-    if let Err(why) = check_url(rest) {
-        return Some(quoted(rest, why));
-    }
-    frag.and_then(|f| check_escapes(f, false).err())
-        .map(|why| quoted(raw, why))
-}
-
-fn check_url(s: &str) -> Result<(), String> {
-    if s.bytes().any(|b| b < 0x20 || b == 0x7f) {
-        return Err("net/url: invalid control character in URL".into());
-    }
-    let mut scheme = "";
-    let mut rest = s;
-    for (i, c) in s.bytes().enumerate() {
-        match c {
-            b'a'..=b'z' | b'A'..=b'Z' => continue,
-            b'0'..=b'9' | b'+' | b'-' | b'.' if i > 0 => continue,
-            b':' if i == 0 => return Err("missing protocol scheme".into()),
-            b':' => (scheme, rest) = (&s[..i], &s[i + 1..]),
-            _ => {}
-        }
-        break;
-    }
-    let rest = rest.split_once('?').map_or(rest, |(r, _)| r);
-    if !rest.starts_with('/') {
-        if !scheme.is_empty() {
-            return Ok(()); // opaque
-        }
-        if rest.split('/').next().unwrap_or("").contains(':') {
-            return Err("first path segment in URL cannot contain colon".into());
-        }
-    }
-    let mut path = rest;
-    if (!scheme.is_empty() || !rest.starts_with("///")) && rest.starts_with("//") {
-        let after = &rest[2..];
-        let end = after.find('/').unwrap_or(after.len());
-        let authority = &after[..end];
-        path = &after[end..];
-        let (userinfo, host) = match authority.rfind('@') {
-            Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
-            None => (None, authority),
-        };
-        check_host(host)?;
-        if let Some(u) = userinfo {
-            let valid = u
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || b"-._:~!$&'()*+,;=%@".contains(&c));
-            if !valid {
-                return Err("net/url: invalid userinfo".into());
-            }
-            check_escapes(u, false)?;
-        }
-    }
-    check_escapes(path, false)
-}
-
-fn check_host(host: &str) -> Result<(), String> {
-    let port = if host.starts_with('[') {
-        let end = host.rfind(']').ok_or("missing ']' in host")?;
-        &host[end + 1..]
-    } else {
-        host.rfind(':').map_or("", |i| &host[i..])
-    };
-    let port_ok = port.is_empty()
-        || port
-            .strip_prefix(':')
-            .is_some_and(|d| d.bytes().all(|b| b.is_ascii_digit()));
-    if !port_ok {
-        return Err(format!("invalid port {} after host", go_quote(port)));
-    }
-    check_escapes(host, true)
-}
-
-/// Go's `unescape` checks: whole `%XY` escapes (in a host, none below `%80` but `%25`), and in
-/// a host only the ASCII characters Go lets through.
-fn check_escapes(s: &str, host: bool) -> Result<(), String> {
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = b
-                    .get(i + 1..i + 3)
-                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit));
-                let low = hex.is_some_and(|h| h[0] < b'8' && h != b"25");
-                if hex.is_none() || (host && low) {
-                    let bad = String::from_utf8_lossy(&b[i..(i + 3).min(b.len())]);
-                    return Err(format!("invalid URL escape {}", go_quote(&bad)));
-                }
-                i += 3;
-            }
-            c if host
-                && c < 0x80
-                && !(c.is_ascii_alphanumeric() || b"-_.~!$&'()*+,;=:[]<>\"".contains(&c)) =>
-            {
-                let ch = (c as char).to_string();
-                return Err(format!("invalid character {} in host name", go_quote(&ch)));
-            }
-            _ => i += 1,
-        }
-    }
-    Ok(())
+    pod_utils::gourl::parse(raw).err().map(|e| e.to_string())
 }
 
 /// The `rel="next"` target of a Link header.

@@ -14,6 +14,7 @@ pub mod gcs;
 pub mod gcsupload;
 pub mod gofmt;
 pub mod gopath;
+pub mod gourl;
 pub mod logging;
 pub mod options;
 pub mod prowapi;

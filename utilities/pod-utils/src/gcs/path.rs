@@ -1,13 +1,14 @@
 /*!
 The `--gcs-path` flag's value: upstream's flag type (testgrid's `gcs.Path`) parses it with Go's
 `net/url` and accepts only `gs://`, `file://` or a scheme-less path, refusing ports, user info,
-opaque forms (`gs:bucket`), queries and fragments. This module reads a URL the way Go's
-`url.Parse` does, as far as those rules need, so the same values pass and fail.
+opaque forms (`gs:bucket`), queries and fragments. The URL is read by
+[`crate::gourl`], as Go's `url.Parse` reads it, so the same values pass and fail.
 */
 
 use std::fmt;
 
 use crate::gofmt::quote as go_quote;
+use crate::gourl;
 
 /// A parsed `--gcs-path`: the bucket is the URL's host, the prefix its path without the leading
 /// slash (upstream's `Bucket()` and `Object()`).
@@ -63,21 +64,9 @@ impl fmt::Display for PathError {
 
 impl std::error::Error for PathError {}
 
-/// The pieces of a URL that the path rules look at.
-#[derive(Debug, Default)]
-struct Url {
-    scheme: String,
-    opaque: String,
-    user: bool,
-    host: String,
-    path: String,
-    query: String,
-    fragment: String,
-}
-
 /// Parses a `--gcs-path` value as upstream's flag does (clap value parser).
 pub fn parse(v: &str) -> Result<GcsPath, PathError> {
-    let u = parse_url(v).map_err(|(url, reason)| PathError::Url {
+    let u = gourl::parse(v).map_err(|gourl::UrlError { url, reason }| PathError::Url {
         input: v.to_string(),
         url: url.to_string(),
         reason,
@@ -110,148 +99,6 @@ pub fn parse(v: &str) -> Result<GcsPath, PathError> {
         object,
         raw: v.to_string(),
     })
-}
-
-/// Go's `url.Parse` (not `ParseRequestURI`), reduced to what [`parse`] inspects. An error names
-/// the text Go's `url.Error` quotes.
-fn parse_url(raw: &str) -> Result<Url, (&str, String)> {
-    let (rest, frag) = match raw.split_once('#') {
-        Some((r, f)) => (r, Some(f)),
-        None => (raw, None),
-    };
-    let mut u = parse_without_fragment(rest).map_err(|e| (rest, e))?;
-    if let Some(f) = frag {
-        u.fragment = unescape(f, false).map_err(|e| (raw, e))?;
-    }
-    Ok(u)
-}
-
-fn parse_without_fragment(rest: &str) -> Result<Url, String> {
-    if rest.bytes().any(|b| b < 0x20 || b == 0x7f) {
-        return Err("net/url: invalid control character in URL".into());
-    }
-    let mut u = Url::default();
-    if rest.is_empty() {
-        return Ok(u);
-    }
-    let (scheme, rest) = split_scheme(rest)?;
-    u.scheme = scheme.to_ascii_lowercase();
-    let rest = if rest.ends_with('?') && rest.matches('?').count() == 1 {
-        // ForceQuery: an empty query is no query.
-        &rest[..rest.len() - 1]
-    } else if let Some((r, q)) = rest.split_once('?') {
-        u.query = q.to_string();
-        r
-    } else {
-        rest
-    };
-    if !rest.starts_with('/') {
-        if !u.scheme.is_empty() {
-            u.opaque = rest.to_string();
-            return Ok(u);
-        }
-        let first = rest.split('/').next().unwrap_or("");
-        if first.contains(':') {
-            return Err("first path segment in URL cannot contain colon".into());
-        }
-    }
-    let mut rest = rest;
-    if (!u.scheme.is_empty() || !rest.starts_with("///")) && rest.starts_with("//") {
-        let after = &rest[2..];
-        let end = after.find('/').unwrap_or(after.len());
-        let authority = &after[..end];
-        rest = &after[end..];
-        let host = match authority.rfind('@') {
-            Some(i) => {
-                u.user = true;
-                unescape(&authority[..i], false)?;
-                &authority[i + 1..]
-            }
-            None => authority,
-        };
-        u.host = parse_host(host)?;
-    }
-    u.path = unescape(rest, false)?;
-    Ok(u)
-}
-
-/// Go's `getScheme`: a letter, then letters, digits, `+-.`, then `:`.
-fn split_scheme(raw: &str) -> Result<(&str, &str), String> {
-    for (i, c) in raw.bytes().enumerate() {
-        match c {
-            b'a'..=b'z' | b'A'..=b'Z' => {}
-            b'0'..=b'9' | b'+' | b'-' | b'.' if i > 0 => {}
-            b':' if i == 0 => return Err("missing protocol scheme".into()),
-            b':' => return Ok((&raw[..i], &raw[i + 1..])),
-            _ => return Ok(("", raw)),
-        }
-    }
-    Ok(("", raw))
-}
-
-/// Go's `parseHost` for a host that is not an IP literal: an optional numeric port, and only
-/// characters a host may carry.
-fn parse_host(host: &str) -> Result<String, String> {
-    if host.starts_with('[') {
-        let Some(end) = host.rfind(']') else {
-            return Err("missing ']' in host".into());
-        };
-        let port = &host[end + 1..];
-        if !port.is_empty() && !valid_port(port) {
-            return Err(format!("invalid port {port:?} after host"));
-        }
-        return unescape(host, true);
-    }
-    if let Some(i) = host.rfind(':') {
-        let port = &host[i..];
-        if !valid_port(port) {
-            return Err(format!("invalid port {port:?} after host"));
-        }
-    }
-    unescape(host, true)
-}
-
-fn valid_port(p: &str) -> bool {
-    p.strip_prefix(':')
-        .is_some_and(|d| d.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// Go's `unescape`: `%XY` escapes must be whole; a host may hold only the characters Go allows.
-fn unescape(s: &str, host: bool) -> Result<String, String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = b
-                    .get(i + 1..i + 3)
-                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit));
-                let Some(h) = hex else {
-                    let end = (i + 3).min(b.len());
-                    let bad = String::from_utf8_lossy(&b[i..end]);
-                    return Err(format!("invalid URL escape {}", go_quote(&bad)));
-                };
-                let v = u8::from_str_radix(std::str::from_utf8(h).unwrap_or("00"), 16).unwrap_or(0);
-                out.push(v);
-                i += 3;
-            }
-            c if host && c < 0x80 && !host_char(c) => {
-                let ch = (c as char).to_string();
-                return Err(format!("invalid character {} in host name", go_quote(&ch)));
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    Ok(String::from_utf8_lossy(&out).into_owned())
-}
-
-/// The bytes Go's `shouldEscape` lets through unescaped in a host.
-fn host_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"-_.~!$&'()*+,;=:[]<>\"".contains(&c)
 }
 
 #[cfg(test)]
@@ -326,6 +173,15 @@ mod tests {
             (
                 "gs://b/p#%g",
                 r#"invalid gs:// url gs://b/p#%g: parse "gs://b/p#%g": invalid URL escape "%g""#,
+            ),
+            // Go refuses escapes of ASCII in a host (only %25 may stand for itself).
+            (
+                "gs://a%41b/x",
+                r#"invalid gs:// url gs://a%41b/x: parse "gs://a%41b/x": invalid URL escape "%41""#,
+            ),
+            (
+                "gs://me me@bucket/p",
+                r#"invalid gs:// url gs://me me@bucket/p: parse "gs://me me@bucket/p": net/url: invalid userinfo"#,
             ),
             (
                 "://bucket",
