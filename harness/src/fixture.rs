@@ -110,9 +110,9 @@ pub struct Decoration {
     pub timeout: String,
     #[serde(default = "default_grace")]
     pub grace_period: String,
-    /// gs, s3 or local.
-    #[serde(default = "default_storage")]
-    pub storage: String,
+    /// `gs` (the default), `s3` or `local`; anything else is a parse error.
+    #[serde(default)]
+    pub storage: StorageKind,
     #[serde(default = "default_strategy")]
     pub path_strategy: String,
     #[serde(default)]
@@ -149,8 +149,18 @@ fn default_timeout() -> String {
 fn default_grace() -> String {
     "5s".into()
 }
-fn default_storage() -> String {
-    "gs".into()
+
+/// Where the fixture's pod uploads, as the fixture names it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// A `gs://` bucket on fake-gcs-server.
+    #[default]
+    Gs,
+    /// An `s3://` bucket on moto.
+    S3,
+    /// `local_output_dir`, no bucket.
+    Local,
 }
 fn default_strategy() -> String {
     "explicit".into()
@@ -307,10 +317,7 @@ impl Fixture {
                 }
             }
         }
-        if !["gs", "s3", "local"].contains(&self.decoration.storage.as_str()) {
-            bail!("decoration.storage must be gs, s3 or local");
-        }
-        if self.proxy && self.decoration.storage != "s3" {
+        if self.proxy && self.decoration.storage != StorageKind::S3 {
             bail!("proxy = true needs decoration.storage = \"s3\"");
         }
         for r in self.job.refs.iter().chain(&self.job.extra_refs) {
@@ -329,5 +336,37 @@ impl Fixture {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "description = \"d\"\n[job]\ntype = \"periodic\"\nname = \"j\"\n\
+        [[containers]]\nname = \"test\"\nsteps = [\"print\", \"x\"]\n";
+
+    #[test]
+    fn storage_names_are_checked_when_parsed() {
+        let f: Fixture = toml::from_str(MINIMAL).unwrap();
+        assert_eq!(f.decoration.storage, StorageKind::Gs);
+        let s3: Fixture =
+            toml::from_str(&format!("{MINIMAL}[decoration]\nstorage = \"s3\"\n")).unwrap();
+        assert_eq!(s3.decoration.storage, StorageKind::S3);
+        let typo =
+            toml::from_str::<Fixture>(&format!("{MINIMAL}[decoration]\nstorage = \"gcs\"\n"));
+        let err = typo.unwrap_err().to_string();
+        assert!(err.contains("unknown variant `gcs`"), "{err}");
+    }
+
+    #[test]
+    fn a_proxy_pod_needs_s3() {
+        let f: Fixture = toml::from_str(&format!("proxy = true\n{MINIMAL}")).unwrap();
+        assert!(
+            f.check()
+                .unwrap_err()
+                .to_string()
+                .contains("proxy = true needs")
+        );
     }
 }

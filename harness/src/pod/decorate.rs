@@ -24,7 +24,7 @@ use super::{
     BUCKET, Container, Image, Mount, PROXY_ENDPOINT, Pod, PodSecurityContext, STORAGE_ENDPOINT,
     SecurityContext, Storage, Volume, VolumeSource,
 };
-use crate::fixture::{Fixture, RefsSpec};
+use crate::fixture::{Fixture, RefsSpec, StorageKind};
 use crate::git::{self, BuiltRepo};
 
 const LOGS: &str = "/logs";
@@ -41,10 +41,10 @@ fn mount(volume: &str, path: &str) -> Mount {
 }
 
 fn storage(f: &Fixture) -> Storage {
-    match f.decoration.storage.as_str() {
-        "s3" => Storage::S3,
-        "local" => Storage::Local,
-        _ => Storage::Gcs,
+    match f.decoration.storage {
+        StorageKind::Gs => Storage::Gcs,
+        StorageKind::S3 => Storage::S3,
+        StorageKind::Local => Storage::Local,
     }
 }
 
