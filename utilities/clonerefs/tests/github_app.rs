@@ -101,10 +101,16 @@ fn fake_github(key: openssl::pkey::PKey<openssl::pkey::Private>) -> (u16, Arc<Mu
     (port, seen)
 }
 
-#[test]
-fn installation_token_clones_and_is_censored() {
-    let lab = Lab::new();
-    lab.standard_repo("r");
+/// An app key in the lab, the fake API checking it, and a git server that takes only the
+/// installation token: (key file, API port, API requests seen, git server).
+fn app_and_git(
+    lab: &Lab,
+) -> (
+    std::path::PathBuf,
+    u16,
+    Arc<Mutex<Vec<String>>>,
+    HttpGitServer,
+) {
     let rsa = openssl::rsa::Rsa::generate(2048).expect("rsa");
     let pem = rsa.private_key_to_pem().expect("pem");
     let key = openssl::pkey::PKey::private_key_from_pem(&pem).expect("key");
@@ -116,6 +122,14 @@ fn installation_token_clones_and_is_censored() {
         STANDARD.encode(format!("x-access-token:{TOKEN}"))
     );
     let git = HttpGitServer::start_requiring(&lab.repos(), Some(("authorization", &basic)));
+    (key_file, api_port, seen, git)
+}
+
+#[test]
+fn installation_token_clones_and_is_censored() {
+    let lab = Lab::new();
+    lab.standard_repo("r");
+    let (key_file, api_port, seen, git) = app_and_git(&lab);
     let log = lab.path("clone.json");
     let opts = json!({
         "src_root": lab.path("ours"),
@@ -263,17 +277,7 @@ fn api_and_clone_go_through_the_proxy() {
     };
     let lab = Lab::new();
     lab.standard_repo("r");
-    let rsa = openssl::rsa::Rsa::generate(2048).expect("rsa");
-    let pem = rsa.private_key_to_pem().expect("pem");
-    let key = openssl::pkey::PKey::private_key_from_pem(&pem).expect("key");
-    let key_file = lab.path("app.pem");
-    std::fs::write(&key_file, &pem).expect("write key");
-    let (api_port, seen) = fake_github(key);
-    let basic = format!(
-        "Basic {}",
-        STANDARD.encode(format!("x-access-token:{TOKEN}"))
-    );
-    let git = HttpGitServer::start_requiring(&lab.repos(), Some(("authorization", &basic)));
+    let (key_file, api_port, seen, git) = app_and_git(&lab);
     let opts = json!({
         "src_root": lab.path("ours"),
         "log": lab.path("clone.json"),

@@ -121,19 +121,8 @@ fn release_time(lab: &Lab) -> i64 {
     .expect("timestamp")
 }
 
-fn user() -> String {
-    let out = Command::new("id").arg("-un").output().expect("id");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-#[test]
-fn clone_over_ssh_with_key_and_fingerprint() {
-    if !sshd_available() {
-        return;
-    }
-    let lab = Lab::new();
-    let shas = lab.standard_repo("r");
-    let (sshd, key_dir) = sshd_with_client_key(&lab);
+/// The sshd's host key as a known_hosts line, and the lab repo `r`'s URL on it.
+fn fingerprint_and_url(lab: &Lab, sshd: &Sshd) -> (String, String) {
     let mut pub_fields = sshd.host_pub.split_whitespace();
     let fingerprint = format!(
         "[127.0.0.1]:{} {} {}",
@@ -147,6 +136,23 @@ fn clone_over_ssh_with_key_and_fingerprint() {
         sshd.port,
         lab.repos().join("r").display()
     );
+    (fingerprint, url)
+}
+
+fn user() -> String {
+    let out = Command::new("id").arg("-un").output().expect("id");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn clone_over_ssh_with_key_and_fingerprint() {
+    if !sshd_available() {
+        return;
+    }
+    let lab = Lab::new();
+    let shas = lab.standard_repo("r");
+    let (sshd, key_dir) = sshd_with_client_key(&lab);
+    let (fingerprint, url) = fingerprint_and_url(&lab, &sshd);
     // Pulls by SHA: the merge message names no URL, so the file:// oracle must match exactly.
     let refs = Refs {
         org: "org".into(),
@@ -360,19 +366,7 @@ fn ssh_clone_works_while_a_proxy_is_configured() {
     let lab = Lab::new();
     lab.standard_repo("r");
     let (sshd, key_dir) = sshd_with_client_key(&lab);
-    let mut pub_fields = sshd.host_pub.split_whitespace();
-    let fingerprint = format!(
-        "[127.0.0.1]:{} {} {}",
-        sshd.port,
-        pub_fields.next().expect("type"),
-        pub_fields.next().expect("key")
-    );
-    let url = format!(
-        "ssh://{}@127.0.0.1:{}{}",
-        user(),
-        sshd.port,
-        lab.repos().join("r").display()
-    );
+    let (fingerprint, url) = fingerprint_and_url(&lab, &sshd);
     let opts = json!({
         "src_root": lab.path("ours"),
         "log": lab.path("clone.json"),
