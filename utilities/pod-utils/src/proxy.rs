@@ -421,4 +421,34 @@ mod tests {
         ));
         assert!(ProxyEnv::new(None, None, "x", false).is_empty());
     }
+
+    proptest::proptest! {
+        /// Any variables and any URL give a decision or one error; never a panic, and a chosen
+        /// proxy always carries a scheme.
+        #[test]
+        fn any_settings_and_url_decide_without_panicking(
+            http in "\\PC{0,30}",
+            no_proxy in "[a-z0-9.,:/*\\[\\] -]{0,40}",
+            url in "(https?://)?\\PC{0,40}",
+        ) {
+            let e = ProxyEnv::new(Some(&http), Some(&http), &no_proxy, false);
+            if let Ok(Some(p)) = e.proxy_for(&url) {
+                proptest::prop_assert!(p.contains("://"), "{}", p);
+            }
+        }
+
+        /// A domain in NO_PROXY exempts itself and its subdomains, and nothing that merely ends
+        /// with the same letters.
+        #[test]
+        fn a_no_proxy_domain_exempts_itself_and_subdomains_only(
+            domain in "[a-z][a-z0-9]{0,8}(\\.[a-z][a-z0-9]{0,8}){0,2}",
+            sub in "[a-z][a-z0-9]{0,8}",
+        ) {
+            let e = env(&domain);
+            proptest::prop_assert_eq!(via(&e, &format!("http://{domain}/")), None);
+            proptest::prop_assert_eq!(via(&e, &format!("https://{sub}.{domain}:8443/")), None);
+            let lookalike = format!("http://{sub}{domain}/");
+            proptest::prop_assert!(via(&e, &lookalike).is_some(), "{}", lookalike);
+        }
+    }
 }
