@@ -10,6 +10,7 @@ pub mod build;
 pub mod cases;
 pub mod compare;
 pub mod debug;
+pub mod exit;
 pub mod fixture;
 pub mod git;
 pub mod image;

@@ -14,7 +14,7 @@ use crate::observe::Observation;
 
 pub fn observation(o: &Observation) -> Observation {
     Observation {
-        exit: o.exit.clone(),
+        exit: o.exit,
         stdout: text(&o.stdout),
         stderr: text(&o.stderr),
     }

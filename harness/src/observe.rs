@@ -8,14 +8,14 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::build;
+use crate::exit::Exit;
 use crate::probe::Probe;
 use crate::runner::Runner;
 
 /// What one run showed, before normalisation.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Observation {
-    /// Exit code, or `signal N` when the process died from a signal.
-    pub exit: String,
+    pub exit: Exit,
     pub stdout: String,
     pub stderr: String,
 }
@@ -33,19 +33,10 @@ pub fn run(runner: &Runner, probe: &Probe) -> Result<Observation> {
         .output()
         .with_context(|| format!("could not run {} for {}", bin.display(), runner.arch))?;
     Ok(Observation {
-        exit: exit_text(&out.status),
+        exit: Exit::of(&out.status),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     })
-}
-
-pub fn exit_text(status: &std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(c), _) => c.to_string(),
-        (None, Some(s)) => format!("signal {s}"),
-        _ => "unknown".to_string(),
-    }
 }
 
 /// Objects bigger than this, or not UTF-8, are shown by size and digest.

@@ -62,7 +62,7 @@ impl Triage {
         for c in run.init.iter().chain(&run.containers) {
             t.exits.push(format!("{}: exit {}", c.name, c.exit));
             // A container that ended well has nothing to tell here beyond the diff.
-            if c.exit == "0" {
+            if c.exit.success() {
                 continue;
             }
             for (stream, bytes) in [("stdout", &c.stdout), ("stderr", &c.stderr)] {
@@ -105,7 +105,7 @@ impl Triage {
         run.init
             .iter()
             .chain(&run.containers)
-            .find(|c| c.exit != "0" && c.exit != "not started")
+            .find(|c| !c.exit.success() && c.exit != crate::exit::Exit::NotStarted)
             .map(|c| c.name.clone())
     }
 

@@ -71,8 +71,7 @@ pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerExit {
     pub name: String,
-    /// Exit code, `signal N`, `not started` or `killed at deadline`.
-    pub exit: String,
+    pub exit: crate::exit::Exit,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
 }

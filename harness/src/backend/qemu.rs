@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::{Checkout, ContainerExit, POD_DEADLINE, PodRun, RunOptions};
 use crate::build;
-use crate::observe::exit_text;
+use crate::exit::Exit;
 use crate::pod::{self, BUCKET, Container, Pod, RunAs, Storage};
 use crate::runner::Runner;
 use crate::target::Arch;
@@ -119,7 +119,7 @@ pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
         if failed {
             init.push(ContainerExit {
                 name: c.name.clone(),
-                exit: "not started".into(),
+                exit: Exit::NotStarted,
                 stdout: vec![],
                 stderr: vec![],
             });
@@ -129,9 +129,9 @@ pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
         path_map.extend(mounts);
         let status = wait_deadline(&mut child, Instant::now() + deadline)?;
         let exit = status
-            .map(|s| exit_text(&s))
-            .unwrap_or_else(|| "killed at deadline".into());
-        failed = exit != "0";
+            .map(|s| Exit::of(&s))
+            .unwrap_or(Exit::KilledAtDeadline);
+        failed = !exit.success();
         init.push(ctx.collect(c, exit)?);
     }
     let mut containers = Vec::new();
@@ -139,7 +139,7 @@ pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
         for c in &pod.containers {
             containers.push(ContainerExit {
                 name: c.name.clone(),
-                exit: "not started".into(),
+                exit: Exit::NotStarted,
                 stdout: vec![],
                 stderr: vec![],
             });
@@ -152,7 +152,7 @@ pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
             path_map.extend(mounts);
             running.push((i, child));
         }
-        let mut exits: BTreeMap<usize, String> = BTreeMap::new();
+        let mut exits: BTreeMap<usize, Exit> = BTreeMap::new();
         let mut deleted = false;
         while !running.is_empty() {
             if let Some(ms) = pod.delete_after_ms {
@@ -167,7 +167,7 @@ pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
                 for (i, mut ch) in running.drain(..) {
                     let _ = ch.kill();
                     let _ = ch.wait();
-                    exits.insert(i, "killed at deadline".into());
+                    exits.insert(i, Exit::KilledAtDeadline);
                 }
                 break;
             }
@@ -175,7 +175,7 @@ pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
             for (i, mut ch) in running.drain(..) {
                 match ch.try_wait()? {
                     Some(s) => {
-                        exits.insert(i, exit_text(&s));
+                        exits.insert(i, Exit::of(&s));
                     }
                     None => still.push((i, ch)),
                 }
@@ -184,7 +184,7 @@ pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
             std::thread::sleep(Duration::from_millis(20));
         }
         for (i, c) in pod.containers.iter().enumerate() {
-            containers.push(ctx.collect(c, exits.remove(&i).unwrap_or_default())?);
+            containers.push(ctx.collect(c, exits.remove(&i).unwrap_or(Exit::NotStarted))?);
         }
     }
 
@@ -421,7 +421,7 @@ impl Ctx<'_> {
         Ok(v.to_string())
     }
 
-    fn collect(&self, c: &Container, exit: String) -> Result<ContainerExit> {
+    fn collect(&self, c: &Container, exit: Exit) -> Result<ContainerExit> {
         let dir = self.root.join("containers");
         Ok(ContainerExit {
             name: c.name.clone(),

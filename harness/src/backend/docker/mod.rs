@@ -44,6 +44,7 @@ use pod_utils::testsupport::Moto;
 
 use super::{Checkout, ContainerExit, POD_DEADLINE, PodRun, RunOptions};
 use crate::build;
+use crate::exit::Exit;
 use crate::observe::Observation;
 use crate::pod::{BUCKET, Container, Endpoints, Image, Pod, PodSecurityContext, RunAs, Storage};
 use crate::probe::Probe;
@@ -146,7 +147,7 @@ pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
         }
         let exit = ctx.run_together(&mut objects, std::slice::from_ref(c), None, deadline)?;
         let exit = exit.into_iter().next().context("one container, one exit")?;
-        failed = exit.exit != "0";
+        failed = !exit.exit.success();
         init.push(exit);
     }
     let containers = if failed {
@@ -246,7 +247,7 @@ fn announce(arch: Arch, mode: Mode) {
 fn not_started(c: &Container) -> ContainerExit {
     ContainerExit {
         name: c.name.clone(),
-        exit: "not started".into(),
+        exit: Exit::NotStarted,
         stdout: vec![],
         stderr: vec![],
     }
@@ -423,7 +424,7 @@ impl Ctx<'_> {
         ))?;
         let mut out = Vec::new();
         for (((c, reader), end), name) in cs.iter().zip(readers).zip(ends).zip(&names) {
-            if end != "0" && self.mode != Mode::Native && c.working_dir.is_none() {
+            if !end.success() && self.mode != Mode::Native && c.working_dir.is_none() {
                 self.keep_cores(name, &c.name)?;
             }
             let (stdout, stderr) = objects.output(reader);
@@ -479,7 +480,7 @@ async fn wait_all(
     names: &[String],
     delete_at: Option<tokio::time::Instant>,
     deadline: tokio::time::Instant,
-) -> Result<Vec<String>> {
+) -> Result<Vec<Exit>> {
     use futures_util::stream::FuturesUnordered;
     let mut waits: FuturesUnordered<_> = names
         .iter()
@@ -514,9 +515,9 @@ async fn wait_all(
         .zip(killed)
         .map(|((code, sent), killed)| {
             if killed {
-                "killed at deadline".to_string()
+                Exit::KilledAtDeadline
             } else {
-                spec::exit_text(code.unwrap_or(-1), &sent)
+                Exit::from_engine(code.unwrap_or(-1), &sent)
             }
         })
         .collect())

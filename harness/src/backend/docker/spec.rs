@@ -131,22 +131,6 @@ pub fn emulated_entrypoint_options(json: &str) -> String {
     }
 }
 
-/// Signals no program exits with on purpose: an exit of 128 + one of them is a death.
-const DEATH_SIGNALS: [i64; 8] = [4, 5, 6, 7, 8, 9, 11, 31];
-
-/// The qemu backend's exit text for a Docker exit code. Docker reports a process killed by
-/// signal N as 128 + N and cannot tell it from `exit(128 + N)`, which programs do use
-/// (entrypoint exits 130 after an interrupt). So 128 + N reads `signal N` only when N was sent
-/// to the container by the backend (`sent`) or is a fault or kill signal.
-pub fn exit_text(code: i64, sent: &[i64]) -> String {
-    let n = code - 128;
-    if (1..=64).contains(&n) && (sent.contains(&n) || DEATH_SIGNALS.contains(&n)) {
-        format!("signal {n}")
-    } else {
-        code.to_string()
-    }
-}
-
 /// This run's label value: the pid (to tell a live run from a stale one) and the start time.
 pub fn run_id(pid: u32, started_unix_secs: u64) -> String {
     format!("{pid}-{started_unix_secs:x}")
@@ -312,24 +296,6 @@ mod tests {
                 [format!("ENTRYPOINT_OPTIONS={bad}")]
             );
         }
-    }
-
-    #[test]
-    fn exit_codes_map_to_signals_only_when_known() {
-        assert_eq!(exit_text(0, &[]), "0");
-        assert_eq!(exit_text(42, &[]), "42");
-        // entrypoint's own "aborted" code, also after we sent SIGTERM.
-        assert_eq!(exit_text(130, &[]), "130");
-        assert_eq!(exit_text(130, &[15]), "130");
-        assert_eq!(exit_text(143, &[15]), "signal 15");
-        assert_eq!(exit_text(143, &[]), "143");
-        assert_eq!(exit_text(139, &[]), "signal 11");
-        assert_eq!(exit_text(137, &[]), "signal 9");
-        assert_eq!(exit_text(134, &[]), "signal 6");
-        // Not a signal number at all.
-        assert_eq!(exit_text(255, &[]), "255");
-        assert_eq!(exit_text(128, &[]), "128");
-        assert_eq!(exit_text(-1, &[]), "-1");
     }
 
     #[test]
