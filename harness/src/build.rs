@@ -14,6 +14,8 @@ use object::Object;
 use crate::target::Arch;
 use crate::toolchain::Toolchain;
 
+mod progress;
+
 /// The pod utilities, as shipped.
 pub const BINARIES: &[&str] = &["clonerefs", "initupload", "entrypoint", "sidecar"];
 
@@ -69,9 +71,12 @@ pub fn debug_binary(arch: Arch, bin: &str) -> PathBuf {
 /// then strips, places and checks them.
 pub fn build(tc: &Toolchain, arches: &[Arch]) -> Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
+    let totals = progress::totals(&cargo, &workspace_root(), LAB_PROGRAMS, arches);
+    let mut cmd = Command::new(&cargo);
     cmd.current_dir(workspace_root())
-        .args(["build", "--locked", "--profile", PROFILE])
+        .args(["build", "--locked", "--quiet", "--profile", PROFILE])
+        // Counted into readable progress lines instead of cargo's scroll (see `progress`).
+        .arg("--message-format=json-render-diagnostics")
         .arg("--target-dir")
         .arg(cross_target_dir())
         .env("RUSTC", &tc.rustc)
@@ -101,8 +106,7 @@ pub fn build(tc: &Toolchain, arches: &[Arch]) -> Result<()> {
         cmd.env(format!("CC_{lower}"), format!("{}-gcc", t.gnu));
         cmd.env(format!("AR_{lower}"), format!("{}-ar", t.gnu));
     }
-    let status = cmd
-        .status()
+    let status = progress::run(cmd, progress::Progress::new(arches, &totals))
         .context("could not start cargo for the lab build")?;
     if !status.success() {
         bail!("lab build failed ({status}) for {}", names(arches));

@@ -69,7 +69,7 @@ impl Case {
                 let pod = pod::decorate::decorate(f, &repos)?;
                 let run = backend::run(&pod, runner, opts)?;
                 Ok(Outcome {
-                    text: observe::pod(&run, &f.name),
+                    text: observe::pod(&run, f),
                     pod: Some(run),
                 })
             }

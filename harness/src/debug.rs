@@ -54,7 +54,7 @@ pub fn resolve_qemu(arch: Arch, qemu: Option<&Path>) -> Result<Option<PathBuf>> 
     if !q.is_dir() {
         return Ok(Some(q.to_path_buf()));
     }
-    let base = match arch.target().qemu {
+    let base = match &arch.target().qemu {
         Some(name) => name.trim_end_matches("-static").to_string(),
         None => "qemu-x86_64".to_string(),
     };
@@ -95,7 +95,7 @@ pub fn debug(args: &DebugArgs) -> Result<DebugReport> {
         ..Default::default()
     };
     let first = backend::qemu::run(&pod, &runner, &plain)?;
-    let got = observe::pod(&first, &f.name);
+    let got = observe::pod(&first, &f);
     let difference = match &golden {
         Some(want) => compare::first_difference(want, &got),
         None => Some("no golden for this fixture".into()),

@@ -39,6 +39,13 @@ pub struct Fixture {
     /// every backend runs on the host.
     #[serde(default)]
     pub proxy: bool,
+    /// Log messages (a JSON line's `msg`) that a real cluster writes to the pod's files or not
+    /// depending on timing alone: the kubelet signals a deleted pod's containers in parallel, so
+    /// whether entrypoint logs its interrupt before sidecar's best-effort upload snapshots the
+    /// process log is a race, upstream's too. Such lines are left out of uploaded objects and
+    /// pod files (never of container output, where they always appear).
+    #[serde(default)]
+    pub racy_lines: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

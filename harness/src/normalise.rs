@@ -66,10 +66,12 @@ fn log_line(line: &str) -> Option<String> {
 /// | `[RAND]` | the random digits of entrypoint's marker temp dirs and files, and of sidecar's censored copies (`tmp-censored…/tmp-censor…`) |
 /// | (sorted) | a text made only of JSON log lines: concurrent uploads log in any order |
 /// | (sorted) | clone records and clone-log blocks after the setup one: refs clone concurrently |
+/// | (removed) | in objects and pod files, JSON log lines whose `msg` the fixture declares racy (see `Fixture::racy_lines`) |
 /// | (removed) | qemu-user's own `qemu: uncaught target signal …` line when a guest dies from a signal |
 pub struct Pod {
     paths: Vec<(String, String)>,
     repos: String,
+    racy: Vec<String>,
 }
 
 macro_rules! re {
@@ -80,14 +82,44 @@ macro_rules! re {
 }
 
 impl Pod {
-    pub fn new(path_map: &[(String, String)], fixture: &str) -> Self {
+    pub fn new(path_map: &[(String, String)], fixture: &str, racy: &[String]) -> Self {
         let mut paths = path_map.to_vec();
         // Longest host path first, so nested folders win.
         paths.sort_by_key(|e| std::cmp::Reverse(e.0.len()));
         Pod {
             paths,
             repos: format!("{}/{fixture}", crate::git::REPOS_ROOT),
+            racy: racy.to_vec(),
         }
+    }
+
+    /// A file's bytes without the fixture's racy log lines, or `None` when it has none of them.
+    pub fn without_racy_lines(&self, data: &[u8]) -> Option<Vec<u8>> {
+        if self.racy.is_empty() {
+            return None;
+        }
+        let racy = |line: &[u8]| {
+            serde_json::from_slice::<serde_json::Value>(line.strip_suffix(b"\n").unwrap_or(line))
+                .ok()
+                .and_then(|v| {
+                    v.get("msg")?
+                        .as_str()
+                        .map(|m| self.racy.iter().any(|r| r == m))
+                })
+                .unwrap_or(false)
+        };
+        let lines: Vec<&[u8]> = data.split_inclusive(|&b| b == b'\n').collect();
+        if !lines.iter().any(|l| racy(l)) {
+            return None;
+        }
+        Some(
+            lines
+                .into_iter()
+                .filter(|l| !racy(l))
+                .flatten()
+                .copied()
+                .collect(),
+        )
     }
 
     pub fn text(&self, s: &str) -> String {
@@ -211,6 +243,16 @@ mod tests {
         );
         assert_eq!(clone_log_in_ref_order(&want), Some(want.clone()));
         assert_eq!(clone_log_in_ref_order("# Cloning o/a at main\n"), None);
+    }
+
+    #[test]
+    fn racy_lines_leave_files_by_their_msg_only() {
+        let n = Pod::new(&[], "f", &["gone".to_string()]);
+        let data = b"keep\n{\"msg\":\"gone\"}\n{\"msg\":\"gone too\"}\nnot json gone\n";
+        let got = n.without_racy_lines(data).expect("a racy line");
+        assert_eq!(got, b"keep\n{\"msg\":\"gone too\"}\nnot json gone\n");
+        assert_eq!(n.without_racy_lines(b"keep\n"), None);
+        assert_eq!(Pod::new(&[], "f", &[]).without_racy_lines(data), None);
     }
 
     #[test]

@@ -43,9 +43,9 @@ pub fn run(runner: &Runner, probe: &Probe) -> Result<Observation> {
 const INLINE_LIMIT: usize = 16 * 1024;
 
 /// Renders everything a pod left behind as one normalised text, the pod's golden.
-pub fn pod(run: &crate::backend::PodRun, fixture: &str) -> String {
+pub fn pod(run: &crate::backend::PodRun, fixture: &crate::fixture::Fixture) -> String {
     use std::fmt::Write as _;
-    let n = crate::normalise::Pod::new(&run.path_map, fixture);
+    let n = crate::normalise::Pod::new(&run.path_map, &fixture.name, &fixture.racy_lines);
     let mut s = String::new();
     for (kind, list) in [("init", &run.init), ("container", &run.containers)] {
         for c in list {
@@ -133,6 +133,14 @@ fn content(n: &crate::normalise::Pod, bytes: &[u8]) -> String {
 /// A file's or object's bytes: a tar archive, also gzipped (a `.tar.gz` is stored as
 /// `application/gzip` without content encoding), entry by entry; anything else as [`content`].
 fn body(n: &crate::normalise::Pod, data: &[u8]) -> String {
+    let without;
+    let data = match n.without_racy_lines(data) {
+        Some(d) => {
+            without = d;
+            &without[..]
+        }
+        None => data,
+    };
     if let Some(listing) = tar_listing(n, data) {
         return listing;
     }

@@ -29,11 +29,11 @@ pub struct Runner {
 impl Runner {
     /// A runner for `arch`, with its emulator found on PATH (or `qemu` overriding it).
     pub fn new(arch: Arch, qemu: Option<PathBuf>) -> Result<Self> {
-        let emulator = match (arch.target().qemu, qemu) {
+        let emulator = match (&arch.target().qemu, qemu) {
             (None, Some(path)) => Some(path),
             (None, None) => None,
             (Some(_), Some(path)) => Some(path),
-            (Some(name), None) => Some(which(&name).with_context(|| {
+            (Some(name), None) => Some(which(name).with_context(|| {
                 format!("{name} not found on PATH: run `qemu/provision` first")
             })?),
         };
@@ -49,7 +49,7 @@ impl Runner {
     /// A runner for `arch` that always emulates, amd64 included: the debugging features
     /// (syscall trace, gdbstub, guest core dumps) are qemu's.
     pub fn emulated(arch: Arch, qemu: Option<PathBuf>) -> Result<Self> {
-        let qemu = match (qemu, arch.target().qemu) {
+        let qemu = match (qemu, &arch.target().qemu) {
             (Some(p), _) => Some(p),
             (None, Some(_)) => None,
             (None, None) => Some(

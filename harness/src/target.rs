@@ -44,20 +44,11 @@ impl Arch {
         }
     }
 
-    pub fn target(self) -> Target {
-        let row = TABLE
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .map(|l| l.split('\t').collect::<Vec<_>>())
-            .find(|f| f[0] == self.name())
-            .unwrap_or_else(|| panic!("qemu/targets.tsv has no row for {}", self.name()));
-        Target {
-            arch: self,
-            triple: row[1].to_string(),
-            debian: row[2].to_string(),
-            gnu: row[3].to_string(),
-            qemu: (row[4] != "-").then(|| row[4].to_string()),
-        }
+    /// This arch's row of the table, parsed once for all arches.
+    pub fn target(self) -> &'static Target {
+        static ROWS: std::sync::OnceLock<Vec<Target>> = std::sync::OnceLock::new();
+        let rows = ROWS.get_or_init(|| ALL.iter().map(|&a| parse_row(a)).collect());
+        &rows[ALL.iter().position(|&a| a == self).expect("ALL holds every arch")]
     }
 
     /// The ELF machine and byte order a binary for this arch must have.
@@ -101,6 +92,23 @@ impl Arch {
 impl fmt::Display for Arch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// The table is compiled in, so a missing or short row is a build mistake the unit tests catch.
+fn parse_row(arch: Arch) -> Target {
+    let row = TABLE
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.split('\t').collect::<Vec<_>>())
+        .find(|f| f[0] == arch.name() && f.len() >= 5)
+        .unwrap_or_else(|| panic!("qemu/targets.tsv has no full row for {}", arch.name()));
+    Target {
+        arch,
+        triple: row[1].to_string(),
+        debian: row[2].to_string(),
+        gnu: row[3].to_string(),
+        qemu: (row[4] != "-").then(|| row[4].to_string()),
     }
 }
 
