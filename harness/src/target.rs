@@ -48,7 +48,10 @@ impl Arch {
     pub fn target(self) -> &'static Target {
         static ROWS: std::sync::OnceLock<Vec<Target>> = std::sync::OnceLock::new();
         let rows = ROWS.get_or_init(|| ALL.iter().map(|&a| parse_row(a)).collect());
-        &rows[ALL.iter().position(|&a| a == self).expect("ALL holds every arch")]
+        &rows[ALL
+            .iter()
+            .position(|&a| a == self)
+            .expect("ALL holds every arch")]
     }
 
     /// The ELF machine and byte order a binary for this arch must have.

@@ -20,7 +20,7 @@ use harness::runner::Runner;
 use harness::target::{ALL, Arch};
 use harness::toolchain::Toolchain;
 use harness::{build, image::push::Destination};
-use pod_utils::testsupport::{free_port, skip_or_fail};
+use pod_utils::testsupport::free_port;
 
 const TAG: &str = "t1";
 
@@ -387,21 +387,8 @@ impl Drop for Loaded {
 }
 
 #[test]
+#[cfg_attr(not(has_docker_engine), ignore = "needs a Docker Engine")]
 fn docker_archive_loads_into_the_engine() {
-    let reachable = Command::new("docker")
-        .args(["version", "--format", "{{.Server.Version}}"])
-        .output();
-    match reachable {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => {
-            return skip_or_fail(
-                "the Docker engine",
-                String::from_utf8_lossy(&o.stderr).into(),
-            )
-            .unwrap_or(());
-        }
-        Err(e) => return skip_or_fail("the docker CLI", e.to_string()).unwrap_or(()),
-    }
     let l = layout();
     let work = tempfile::tempdir().unwrap();
     let prefix = format!("tetrapod-images-test-{}", std::process::id());
@@ -629,11 +616,12 @@ const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 #[test]
+#[cfg_attr(
+    not(has_docker_registry),
+    ignore = "needs docker-registry: run qemu/provision"
+)]
 fn push_to_a_real_registry_and_read_back() {
-    let registry = match Registry::start() {
-        Ok(r) => r,
-        Err(e) => return skip_or_fail("docker-registry", e).unwrap_or(()),
-    };
+    let registry = Registry::start().unwrap_or_else(|e| panic!("docker-registry: {e}"));
     let l = layout();
     let dest: Destination = format!("127.0.0.1:{}/tetrapod", registry.port)
         .parse()

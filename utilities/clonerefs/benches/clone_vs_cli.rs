@@ -1,7 +1,9 @@
 //! clonerefs vs the git CLI running upstream's command sequence, on a generated repository of
 //! 10,000 commits with 3 pulls merged. Not a timed test: prints wall times and the ratio.
 //!
-//! Run with `cargo bench -p clonerefs --bench clone_vs_cli` (optionally `-- <rounds>`).
+//! Run with `cargo bench -p clonerefs --bench clone_vs_cli` (optionally `-- <rounds>`). With
+//! `CLONEREFS_BENCH_CMD="qemu-s390x-static target/lab/s390x/clonerefs"` it times that command
+//! instead of this build's clonerefs (the git CLI stays native: there is no emulated git here).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -12,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use pod_utils::prowapi::{Pull, Refs};
 use serde_json::json;
-use support::{HttpGitServer, Lab, oracle_clone, run_ours};
+use support::{HttpGitServer, Lab, bench_clonerefs, oracle_clone, run_cmd_with};
 
 const COMMITS: usize = 10_000;
 const FILES: usize = 500;
@@ -147,7 +149,7 @@ fn main() {
             });
             std::fs::create_dir_all(&root).expect("mkdir");
             let t = Instant::now();
-            let (code, records, stderr) = run_ours(&home, &opts);
+            let (code, records, stderr) = run_cmd_with(bench_clonerefs(), &home, &opts, &[]);
             ours.push(t.elapsed());
             assert_eq!(code, 0, "{stderr}");
             assert!(!records[1].failed, "{:#?}", records[1]);

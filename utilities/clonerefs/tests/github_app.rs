@@ -266,15 +266,14 @@ fn client_and_key_failures_fail_setup_without_a_command() {
 /// The API calls and the clone with the installation token both go through the environment's
 /// proxy; both hosts resolve only inside it.
 #[test]
+#[cfg_attr(not(has_squid), ignore = "needs squid: run qemu/provision")]
 fn api_and_clone_go_through_the_proxy() {
     let localhost = std::net::Ipv4Addr::LOCALHOST.into();
     let hosts = [
         ("api.onlyproxy.invalid", localhost),
         ("git.onlyproxy.invalid", localhost),
     ];
-    let Some(squid) = pod_utils::testsupport::Squid::start_or_skip(&hosts) else {
-        return;
-    };
+    let squid = pod_utils::testsupport::Squid::require(&hosts);
     let lab = Lab::new();
     lab.standard_repo("r");
     let (key_file, api_port, seen, git) = app_and_git(&lab);

@@ -5,7 +5,7 @@
 mod support;
 
 use pod_utils::clone::Record;
-use pod_utils::testsupport::{Squid, skip_or_fail};
+use pod_utils::testsupport::Squid;
 use serde_json::json;
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use support::{HttpGitServer, Lab, run_ours_with};
@@ -41,10 +41,9 @@ fn assert_cloned(code: i32, records: &[Record], stderr: &str) {
 /// Upstream's reproduction: the host resolves only inside the proxy, `http_proxy` (lower case)
 /// names the proxy. Base and pull fetches must all go through it.
 #[test]
+#[cfg_attr(not(has_squid), ignore = "needs squid: run qemu/provision")]
 fn http_remote_reachable_only_through_the_proxy() {
-    let Some(squid) = Squid::start_or_skip(&[(ONLY_PROXY, Ipv4Addr::LOCALHOST.into())]) else {
-        return;
-    };
+    let squid = Squid::require(&[(ONLY_PROXY, Ipv4Addr::LOCALHOST.into())]);
     let lab = Lab::new();
     lab.standard_repo("r");
     let git = HttpGitServer::start(&lab.repos());
@@ -74,15 +73,10 @@ fn http_remote_reachable_only_through_the_proxy() {
 /// through the proxy. Loopback is never proxied, so the server listens on this machine's own
 /// routable address.
 #[test]
+#[cfg_attr(not(has_squid), ignore = "needs squid: run qemu/provision")]
 fn no_proxy_exempts_a_host_that_would_otherwise_be_proxied() {
-    let Some(ip) =
-        host_ip().or_else(|| skip_or_fail("a non-loopback address", "no default route".into()))
-    else {
-        return;
-    };
-    let Some(squid) = Squid::start_or_skip(&[]) else {
-        return;
-    };
+    let ip = host_ip().expect("a non-loopback address (this machine has no default route)");
+    let squid = Squid::require(&[]);
     let lab = Lab::new();
     lab.standard_repo("r");
     let git = HttpGitServer::start_on(&lab.repos(), ip);
@@ -119,10 +113,9 @@ fn no_proxy_exempts_a_host_that_would_otherwise_be_proxied() {
 
 /// git's `http.proxy` setting overrides the environment, as it does for the git CLI.
 #[test]
+#[cfg_attr(not(has_squid), ignore = "needs squid: run qemu/provision")]
 fn git_config_http_proxy_overrides_the_environment() {
-    let Some(squid) = Squid::start_or_skip(&[(ONLY_PROXY, Ipv4Addr::LOCALHOST.into())]) else {
-        return;
-    };
+    let squid = Squid::require(&[(ONLY_PROXY, Ipv4Addr::LOCALHOST.into())]);
     let lab = Lab::new();
     lab.standard_repo("r");
     let git = HttpGitServer::start(&lab.repos());

@@ -17,17 +17,6 @@ use support::{Lab, oracle_clone, run_ours, state};
 const SSHD: &str = "/usr/sbin/sshd";
 
 /// `false` (after saying why) when the test cannot run here.
-fn sshd_available() -> bool {
-    if Path::new(SSHD).exists() {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("{SSHD} is missing (install openssh-server)");
-    }
-    eprintln!("skipping: {SSHD} is missing (install openssh-server)");
-    false
-}
-
 struct Sshd {
     child: Child,
     port: u16,
@@ -145,10 +134,8 @@ fn user() -> String {
 }
 
 #[test]
+#[cfg_attr(not(has_sshd), ignore = "needs /usr/sbin/sshd: run qemu/provision")]
 fn clone_over_ssh_with_key_and_fingerprint() {
-    if !sshd_available() {
-        return;
-    }
     let lab = Lab::new();
     let shas = lab.standard_repo("r");
     let (sshd, key_dir) = sshd_with_client_key(&lab);
@@ -276,10 +263,8 @@ fn clone_over_ssh_with_key_and_fingerprint() {
 /// against the pinned keys, and any other host is refused unless `~/.ssh/known_hosts` knows it:
 /// upstream's ssh_config and ssh's default policy with no terminal to ask.
 #[test]
+#[cfg_attr(not(has_sshd), ignore = "needs /usr/sbin/sshd: run qemu/provision")]
 fn without_fingerprints_pinned_hosts_are_checked_and_unknown_hosts_refused() {
-    if !sshd_available() {
-        return;
-    }
     let lab = Lab::new();
     lab.standard_repo("r");
     let (sshd, key_dir) = sshd_with_client_key(&lab);
@@ -359,10 +344,8 @@ fn without_fingerprints_pinned_hosts_are_checked_and_unknown_hosts_refused() {
 /// With a proxy configured, every connection of the run (SSH ones too, which are never
 /// proxied) goes through clonerefs' own socket stream; libssh2 must still get a working socket.
 #[test]
+#[cfg_attr(not(has_sshd), ignore = "needs /usr/sbin/sshd: run qemu/provision")]
 fn ssh_clone_works_while_a_proxy_is_configured() {
-    if !sshd_available() {
-        return;
-    }
     let lab = Lab::new();
     lab.standard_repo("r");
     let (sshd, key_dir) = sshd_with_client_key(&lab);

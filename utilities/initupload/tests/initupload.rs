@@ -59,10 +59,12 @@ fn started_without_timestamp(data: &[u8]) -> Value {
 }
 
 #[test]
+#[cfg_attr(
+    not(has_fake_gcs),
+    ignore = "needs fake-gcs-server: run qemu/provision"
+)]
 fn every_job_type_against_fake_gcs() {
-    let Some(gcs) = FakeGcs::start_or_skip(&["b0", "b1", "b2", "b3"]) else {
-        return;
-    };
+    let gcs = FakeGcs::require(&["b0", "b1", "b2", "b3"]);
     let tmp = tempfile::tempdir().unwrap();
     let log = clone_log(tmp.path(), false);
     let cases: [(&str, Vec<&str>); 4] = [
@@ -164,10 +166,12 @@ fn every_job_type_against_fake_gcs() {
 }
 
 #[test]
+#[cfg_attr(
+    not(has_fake_gcs),
+    ignore = "needs fake-gcs-server: run qemu/provision"
+)]
 fn clone_failure_uploads_failed_finished_and_exits_1() {
-    let Some(gcs) = FakeGcs::start_or_skip(&["bkt"]) else {
-        return;
-    };
+    let gcs = FakeGcs::require(&["bkt"]);
     let tmp = tempfile::tempdir().unwrap();
     let log = clone_log(tmp.path(), true);
     let options = json!({"bucket":"gs://bkt","path_strategy":"legacy","default_org":"org","default_repo":"repo","dry_run":false,"log":log});
@@ -213,10 +217,12 @@ fn clone_failure_uploads_failed_finished_and_exits_1() {
 }
 
 #[test]
+#[cfg_attr(
+    not(has_fake_gcs),
+    ignore = "needs fake-gcs-server: run qemu/provision"
+)]
 fn unreadable_or_invalid_clone_log_uploads_nothing() {
-    let Some(gcs) = FakeGcs::start_or_skip(&["bkt"]) else {
-        return;
-    };
+    let gcs = FakeGcs::require(&["bkt"]);
     let tmp = tempfile::tempdir().unwrap();
     let bad = tmp.path().join("bad.json");
     std::fs::write(&bad, "{not json").unwrap();
@@ -239,10 +245,12 @@ fn unreadable_or_invalid_clone_log_uploads_nothing() {
 }
 
 #[test]
+#[cfg_attr(
+    not(has_fake_gcs),
+    ignore = "needs fake-gcs-server: run qemu/provision"
+)]
 fn compress_file_types_gzips_large_objects() {
-    let Some(gcs) = FakeGcs::start_or_skip(&["bkt"]) else {
-        return;
-    };
+    let gcs = FakeGcs::require(&["bkt"]);
     let tmp = tempfile::tempdir().unwrap();
     let big_output = "x".repeat(4000);
     let records = json!([{"refs":{"org":"org","repo":"repo","base_ref":"main"},"commands":[{"command":"git clone","output":big_output}],"final_sha":"f"}]);
@@ -272,10 +280,9 @@ fn compress_file_types_gzips_large_objects() {
 }
 
 #[test]
+#[cfg_attr(not(has_moto), ignore = "needs moto_server: run qemu/provision")]
 fn s3_bucket_through_moto() {
-    let Some(moto) = Moto::start_or_skip(&["prow-artifacts"]) else {
-        return;
-    };
+    let moto = Moto::require(&["prow-artifacts"]);
     let tmp = tempfile::tempdir().unwrap();
     let creds = tmp.path().join("s3.json");
     std::fs::write(&creds, moto.credentials_json()).unwrap();
@@ -387,10 +394,12 @@ fn bad_job_spec_and_options_exit_1() {
 }
 
 #[test]
+#[cfg_attr(
+    not(has_fake_gcs),
+    ignore = "needs fake-gcs-server: run qemu/provision"
+)]
 fn upload_failure_exits_1_after_retries() {
-    let Some(gcs) = FakeGcs::start_or_skip(&["bkt"]) else {
-        return;
-    };
+    let gcs = FakeGcs::require(&["bkt"]);
     // The bucket does not exist: every attempt fails (this test sleeps 1+4+9 s like upstream).
     let options = json!({"bucket":"missing","path_strategy":"explicit","dry_run":false});
     let out = initupload(&options, &spec("periodic"), Some(&gcs.emulator_host())).code(1);
@@ -435,12 +444,14 @@ fn flags_mode_defaults_to_dry_run_and_honours_local_output() {
 }
 
 #[test]
+#[cfg_attr(
+    not(has_fake_gcs),
+    ignore = "needs fake-gcs-server: run qemu/provision"
+)]
 fn emulator_wins_over_a_credentials_file() {
     // Deviation: Google's Go client refuses an emulator together with a credentials file; we
     // talk to the emulator without auth.
-    let Some(gcs) = FakeGcs::start_or_skip(&["bkt"]) else {
-        return;
-    };
+    let gcs = FakeGcs::require(&["bkt"]);
     let options = json!({"bucket":"bkt","path_strategy":"explicit","gcs_credentials_file":"/nonexistent/sa.json","dry_run":false});
     initupload(&options, &spec("periodic"), Some(&gcs.emulator_host())).success();
     assert_eq!(
@@ -485,6 +496,12 @@ fn initupload_env(
 /// Storage hosts that resolve only inside a real proxy (squid): the GCS emulator and S3 both
 /// receive every object only because the uploads went through `HTTP_PROXY`/`http_proxy`.
 #[test]
+#[cfg_attr(
+    not(has_fake_gcs),
+    ignore = "needs fake-gcs-server: run qemu/provision"
+)]
+#[cfg_attr(not(has_moto), ignore = "needs moto_server: run qemu/provision")]
+#[cfg_attr(not(has_squid), ignore = "needs squid: run qemu/provision")]
 fn uploads_go_through_the_environments_proxy() {
     let localhost = std::net::Ipv4Addr::LOCALHOST.into();
     // moto takes a dotted host's first label for the bucket; a dotless name keeps path style.
@@ -492,15 +509,9 @@ fn uploads_go_through_the_environments_proxy() {
         ("gcs.onlyproxy.invalid", localhost),
         ("onlyproxy-s3", localhost),
     ];
-    let Some(squid) = pod_utils::testsupport::Squid::start_or_skip(&hosts) else {
-        return;
-    };
-    let Some(gcs) = FakeGcs::start_or_skip(&["bkt"]) else {
-        return;
-    };
-    let Some(moto) = Moto::start_or_skip(&["prow-artifacts"]) else {
-        return;
-    };
+    let squid = pod_utils::testsupport::Squid::require(&hosts);
+    let gcs = FakeGcs::require(&["bkt"]);
+    let moto = Moto::require(&["prow-artifacts"]);
     let tmp = tempfile::tempdir().unwrap();
     let log = clone_log(tmp.path(), false);
 
@@ -547,10 +558,12 @@ fn uploads_go_through_the_environments_proxy() {
 /// As in Go: loopback is never proxied, `NO_PROXY` exempts, and `ALL_PROXY` means nothing (a
 /// proxy that does not exist would fail every upload).
 #[test]
+#[cfg_attr(
+    not(has_fake_gcs),
+    ignore = "needs fake-gcs-server: run qemu/provision"
+)]
 fn loopback_no_proxy_and_all_proxy_as_go_reads_them() {
-    let Some(gcs) = FakeGcs::start_or_skip(&["bkt"]) else {
-        return;
-    };
+    let gcs = FakeGcs::require(&["bkt"]);
     let tmp = tempfile::tempdir().unwrap();
     let log = clone_log(tmp.path(), false);
     let options = json!({"bucket":"gs://bkt","path_strategy":"explicit","dry_run":false,"log":log});

@@ -3,9 +3,10 @@ Real storage servers for tests (feature `testsupport`): fake-gcs-server (the emu
 Prow's own integration tests use) and moto's S3 server, both from the project's Python venv
 (`$TETRAPOD_CACHE/venv`, default `$HOME/.cache/tetrapod/venv`, made by `qemu/provision`).
 
-Each server runs on a free 127.0.0.1 port and is killed when its handle drops. When the venv or
-tool is missing, `*_or_skip` constructors print why and return `None` so the test can return
-early; with `CI` set they panic instead, so CI never skips silently.
+Each server runs on a free 127.0.0.1 port and is killed when its handle drops. A test needing
+one is marked `#[cfg_attr(not(has_<tool>), ignore = "...")]` (the crate's build script decides,
+through `tetrapod-tools`), so a missing tool shows as ignored, never as passed; `require`
+constructors then panic with the reason when the server will not start.
 
 Everything here is synchronous (each call runs its HTTP on a private runtime in a helper
 thread), so both plain and `#[tokio::test]` tests can use it.
@@ -165,12 +166,9 @@ impl FakeGcs {
         })
     }
 
-    /// [`FakeGcs::start`] under the missing-tool policy.
-    pub fn start_or_skip(buckets: &[&str]) -> Option<FakeGcs> {
-        match Self::start(buckets) {
-            Ok(s) => Some(s),
-            Err(e) => skip_or_fail("fake-gcs-server", e),
-        }
+    /// [`FakeGcs::start`], for a test the crate marks as needing it: panics with the reason.
+    pub fn require(buckets: &[&str]) -> FakeGcs {
+        Self::start(buckets).unwrap_or_else(|e| panic!("fake-gcs-server would not start: {e}"))
     }
 
     /// The value for `STORAGE_EMULATOR_HOST`.
@@ -356,11 +354,9 @@ impl Moto {
         Ok(m)
     }
 
-    pub fn start_or_skip(buckets: &[&str]) -> Option<Moto> {
-        match Self::start(buckets) {
-            Ok(s) => Some(s),
-            Err(e) => skip_or_fail("moto_server", e),
-        }
+    /// [`Moto::start`], for a test the crate marks as needing it: panics with the reason.
+    pub fn require(buckets: &[&str]) -> Moto {
+        Self::start(buckets).unwrap_or_else(|e| panic!("moto_server would not start: {e}"))
     }
 
     pub fn url(&self) -> String {
@@ -527,11 +523,9 @@ impl Squid {
         Ok(Squid { child, listen, dir })
     }
 
-    pub fn start_or_skip(hosts: &[(&str, IpAddr)]) -> Option<Squid> {
-        match Self::start(hosts) {
-            Ok(s) => Some(s),
-            Err(e) => skip_or_fail("squid", e),
-        }
+    /// [`Squid::start`], for a test the crate marks as needing it: panics with the reason.
+    pub fn require(hosts: &[(&str, IpAddr)]) -> Squid {
+        Self::start(hosts).unwrap_or_else(|e| panic!("squid would not start: {e}"))
     }
 
     /// The proxy URL, as `HTTP_PROXY` takes it.

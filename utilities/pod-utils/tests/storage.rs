@@ -33,10 +33,12 @@ fn noise(len: usize) -> Vec<u8> {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(has_fake_gcs),
+    ignore = "needs fake-gcs-server: run qemu/provision"
+)]
 async fn gcs_small_and_chunked_uploads_keep_bytes_and_headers() {
-    let Some(server) = FakeGcs::start_or_skip(&["bkt"]) else {
-        return;
-    };
+    let server = FakeGcs::require(&["bkt"]);
     let dir = tempfile::tempdir().unwrap();
     let sizes = [
         ("one-chunk.bin", CHUNK - 1),
@@ -95,10 +97,12 @@ async fn gcs_small_and_chunked_uploads_keep_bytes_and_headers() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(has_fake_gcs),
+    ignore = "needs fake-gcs-server: run qemu/provision"
+)]
 async fn gcs_compression_follows_the_first_write() {
-    let Some(server) = FakeGcs::start_or_skip(&["bkt"]) else {
-        return;
-    };
+    let server = FakeGcs::require(&["bkt"]);
     let dir = tempfile::tempdir().unwrap();
     let log = "line of build output\n".repeat(40_000); // ~840 KiB: several chunks compressed
     std::fs::write(dir.path().join("build-log.txt"), &log).unwrap();
@@ -152,10 +156,12 @@ async fn gcs_compression_follows_the_first_write() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(has_fake_gcs),
+    ignore = "needs fake-gcs-server: run qemu/provision"
+)]
 async fn gcs_artifact_names_keep_hash_and_missing_bucket_fails() {
-    let Some(server) = FakeGcs::start_or_skip(&["bkt"]) else {
-        return;
-    };
+    let server = FakeGcs::require(&["bkt"]);
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("artifacts/escape#me")).unwrap();
     std::fs::write(dir.path().join("artifacts/escape#me/foo"), "x").unwrap();
@@ -210,10 +216,9 @@ async fn gcs_artifact_names_keep_hash_and_missing_bucket_fails() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(has_moto), ignore = "needs moto_server: run qemu/provision")]
 async fn s3_single_and_multipart_uploads() {
-    let Some(moto) = Moto::start_or_skip(&["bkt"]) else {
-        return;
-    };
+    let moto = Moto::require(&["bkt"]);
     let dir = tempfile::tempdir().unwrap();
     let creds = dir.path().join("s3.json");
     std::fs::write(&creds, moto.credentials_json()).unwrap();
@@ -255,13 +260,9 @@ async fn s3_single_and_multipart_uploads() {
 /// moto behind HTTPS with a self-signed certificate takes uploads only with it; a plain-HTTP
 /// endpoint needs no flag (its scheme says so).
 #[tokio::test]
+#[cfg_attr(not(has_moto), ignore = "needs moto_server: run qemu/provision")]
 async fn s3_insecure_skips_tls_verification() {
-    let tls = match Moto::start_tls(&["bkt"]) {
-        Ok(m) => m,
-        Err(e) => {
-            return pod_utils::testsupport::skip_or_fail("moto_server --ssl", e).unwrap_or(());
-        }
-    };
+    let tls = Moto::start_tls(&["bkt"]).unwrap_or_else(|e| panic!("moto_server --ssl: {e}"));
     let dir = tempfile::tempdir().unwrap();
     let upload = |credentials: String, name: &'static str| {
         let creds = dir.path().join(format!("{name}.json"));
@@ -287,9 +288,7 @@ async fn s3_insecure_skips_tls_verification() {
     let names: Vec<String> = tls.objects("bkt").into_iter().map(|o| o.name).collect();
     assert_eq!(names, ["unverified.txt"]);
 
-    let Some(plain) = Moto::start_or_skip(&["bkt"]) else {
-        return;
-    };
+    let plain = Moto::require(&["bkt"]);
     upload(plain.credentials_json(), "plain.txt").await.unwrap();
     let names: Vec<String> = plain.objects("bkt").into_iter().map(|o| o.name).collect();
     assert_eq!(names, ["plain.txt"]);

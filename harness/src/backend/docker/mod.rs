@@ -597,14 +597,9 @@ mod tests {
     /// The engine-facing plumbing without lab binaries: the fake-gcs-server image loads, runs
     /// on a private network and answers the host; dropping the pod's objects removes them.
     #[test]
+    #[cfg_attr(not(has_docker_engine), ignore = "needs a Docker Engine")]
     fn fake_gcs_runs_on_a_private_network_and_is_cleaned_up() {
-        let Some(engine) = engine::available()
-            .err()
-            .map(|why| pod_utils::testsupport::skip_or_fail::<()>("Docker Engine", why))
-            .map_or_else(|| engine::get().ok(), |_| None)
-        else {
-            return;
-        };
+        let engine = engine::get().expect("the Docker Engine");
         let root = tempfile::tempdir().unwrap();
         let seq = engine.next_seq();
         let net = spec::object_name(&engine.run_id, seq, "amd64", "plumbing", "net");

@@ -374,6 +374,20 @@ pub fn clonerefs_bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_clonerefs"))
 }
 
+/// The clonerefs command a bench runs: this build's, or `CLONEREFS_BENCH_CMD` (an emulator and
+/// a cross-built binary, `qemu-s390x-static target/lab/s390x/clonerefs`).
+pub fn bench_clonerefs() -> Command {
+    match std::env::var("CLONEREFS_BENCH_CMD") {
+        Ok(line) if !line.trim().is_empty() => {
+            let mut words = line.split_whitespace();
+            let mut cmd = Command::new(words.next().expect("not empty"));
+            cmd.args(words);
+            cmd
+        }
+        _ => clonerefs_bin(),
+    }
+}
+
 /// Runs our binary with `CLONEREFS_OPTIONS` and returns (exit code, records, stderr).
 pub fn run_ours(
     home: &Path,
@@ -388,7 +402,16 @@ pub fn run_ours_with(
     options: &serde_json::Value,
     env: &[(&str, &str)],
 ) -> (i32, Vec<pod_utils::clone::Record>, String) {
-    let mut cmd = clonerefs_bin();
+    run_cmd_with(clonerefs_bin(), home, options, env)
+}
+
+/// [`run_ours_with`] for any clonerefs command (see [`bench_clonerefs`]).
+pub fn run_cmd_with(
+    mut cmd: Command,
+    home: &Path,
+    options: &serde_json::Value,
+    env: &[(&str, &str)],
+) -> (i32, Vec<pod_utils::clone::Record>, String) {
     for v in [
         "HTTP_PROXY",
         "http_proxy",
