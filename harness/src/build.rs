@@ -105,6 +105,20 @@ pub fn build(tc: &Toolchain, arches: &[Arch]) -> Result<()> {
         );
         cmd.env(format!("CC_{lower}"), format!("{}-gcc", t.gnu));
         cmd.env(format!("AR_{lower}"), format!("{}-ar", t.gnu));
+        // Debian's static OpenSSL for this arch instead of openssl-src's build from source
+        // (openssl-sys reads these target-prefixed; libgit2 and libssh2 follow its headers).
+        if let Some(ssl) = prebuilt_openssl_root(tc, arch) {
+            cmd.env(format!("{upper}_OPENSSL_NO_VENDOR"), "1")
+                .env(format!("{upper}_OPENSSL_STATIC"), "1")
+                .env(
+                    format!("{upper}_OPENSSL_LIB_DIR"),
+                    ssl.join("usr/lib").join(&t.gnu),
+                )
+                .env(
+                    format!("{upper}_OPENSSL_INCLUDE_DIR"),
+                    ssl.join("usr/include"),
+                );
+        }
     }
     let status = progress::run(cmd, progress::Progress::new(arches, &totals))
         .context("could not start cargo for the lab build")?;
@@ -113,6 +127,16 @@ pub fn build(tc: &Toolchain, arches: &[Arch]) -> Result<()> {
     }
     for &arch in arches {
         let t = arch.target();
+        // What the SBOM says of the OpenSSL linked in (see `prebuilt_openssl`).
+        let record = lab_dir().join(arch.name()).join(OPENSSL_RECORD);
+        std::fs::create_dir_all(lab_dir().join(arch.name()))?;
+        match prebuilt_openssl_root(tc, arch) {
+            Some(_) => std::fs::write(&record, &tc.openssl_version)?,
+            None => match std::fs::remove_file(&record) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            },
+        }
         for bin in LAB_PROGRAMS {
             let built = cross_target_dir().join(&t.triple).join(PROFILE).join(bin);
             let debug = debug_binary(arch, bin);
@@ -136,6 +160,31 @@ pub fn build(tc: &Toolchain, arches: &[Arch]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Beside an arch's binaries: the Debian version of the libssl-dev they link, when they do.
+const OPENSSL_RECORD: &str = "openssl-debian-version";
+
+/// The unpacked libssl-dev for `arch`, if provisioning made one.
+fn prebuilt_openssl_root(tc: &Toolchain, arch: Arch) -> Option<PathBuf> {
+    if tc.openssl_dir.is_empty() {
+        return None;
+    }
+    let root = Path::new(&tc.openssl_dir).join(&arch.target().debian);
+    root.join("usr/lib")
+        .join(&arch.target().gnu)
+        .join("libcrypto.a")
+        .exists()
+        .then_some(root)
+}
+
+/// The Debian version of the libssl-dev the last lab build linked for `arch`, or `None` when
+/// it compiled OpenSSL from openssl-src.
+pub fn prebuilt_openssl(arch: Arch) -> Option<String> {
+    std::fs::read_to_string(lab_dir().join(arch.name()).join(OPENSSL_RECORD))
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
 }
 
 fn names(arches: &[Arch]) -> String {

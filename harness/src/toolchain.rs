@@ -21,6 +21,13 @@ pub struct Toolchain {
     /// A second qemu-user build (the distribution's backports) for `--qemu`, if provisioned.
     #[serde(default)]
     pub alt_qemu_dir: String,
+    /// Debian's libssl-dev unpacked per Debian arch (`<dir>/<debian arch>/usr/...`), linked
+    /// instead of compiling OpenSSL; empty when provisioning found no version for every arch.
+    #[serde(default)]
+    pub openssl_dir: String,
+    /// Its Debian version (`3.0.20-1~deb12u2`), the same for every arch.
+    #[serde(default)]
+    pub openssl_version: String,
     pub targets: Vec<String>,
 }
 

@@ -216,7 +216,7 @@ fn write_layout(opts: &Options, dir: &Path) -> Result<Vec<ProgramImages>> {
     let empty = w.blob(MediaType::EmptyJSON, b"{}")?;
     let mut crates = BTreeMap::new();
     for &arch in &opts.arches {
-        crates.insert(arch, sbom::Crates::load(&arch.target().triple)?);
+        crates.insert(arch, sbom::Crates::load(arch)?);
     }
     let mut out = Vec::new();
     let mut apps = program_layers(opts)?;

@@ -243,11 +243,14 @@ pub struct Crates {
     metadata: Metadata,
     built: BTreeMap<String, BTreeSet<(String, String)>>,
     checksums: HashMap<(String, String), String>,
+    /// Debian's libssl-dev version when the lab build linked it (`build::prebuilt_openssl`).
+    openssl_deb: Option<(String, String)>,
 }
 
 impl Crates {
-    /// Asks cargo about `triple`, for the lab's package selection.
-    pub fn load(triple: &str) -> Result<Crates> {
+    /// Asks cargo about `arch`'s target, for the lab's package selection.
+    pub fn load(arch: Arch) -> Result<Crates> {
+        let triple = arch.target().triple.as_str();
         let root = workspace_root();
         let meta = cargo(
             &root,
@@ -284,6 +287,8 @@ impl Crates {
             metadata,
             built,
             checksums: lock_checksums(&lock)?,
+            openssl_deb: crate::build::prebuilt_openssl(arch)
+                .map(|v| (arch.target().debian.clone(), v)),
         })
     }
 
@@ -339,6 +344,21 @@ impl Crates {
         let dir = p.manifest_path.parent().unwrap_or(Path::new("."));
         let (name, version, license, via) = match p.name.as_str() {
             // openssl-src's version is `300.x.y+<OpenSSL version>`.
+            "openssl-sys" if self.openssl_deb.is_some() => {
+                let (debarch, v) = self.openssl_deb.as_ref()?;
+                let upstream = v.split_once('-').map_or(v.as_str(), |(u, _)| u);
+                let mut c = Component::new(
+                    "c-openssl",
+                    "openssl",
+                    Some(upstream.to_string()),
+                    "Apache-2.0",
+                );
+                c.purl = Some(format!("pkg:deb/debian/libssl-dev@{v}?arch={debarch}"));
+                c.comment = Some(format!(
+                    "C library linked from Debian's libssl-dev:{debarch} {v} (static libraries)"
+                ));
+                return Some(c);
+            }
             "openssl-sys" => {
                 let v = self.metadata.build_dep_version(p, "openssl-src")?;
                 let openssl = v.split_once('+').map(|(_, v)| v.to_string());
