@@ -16,10 +16,8 @@ use crate::toolchain::Toolchain;
 
 mod progress;
 
-/// The pod utilities, as shipped.
-pub const BINARIES: &[&str] = &["clonerefs", "initupload", "entrypoint", "sidecar"];
-
-/// Everything the lab builds for every arch: the utilities and the fixture job program.
+/// Everything the lab builds for every arch: the utilities (`utility::ALL`, a test keeps the two
+/// in step) and the fixture job program.
 pub const LAB_PROGRAMS: &[&str] = &[
     "clonerefs",
     "initupload",

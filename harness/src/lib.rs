@@ -24,3 +24,4 @@ pub mod runner;
 pub mod target;
 pub mod toolchain;
 pub mod triage;
+pub mod utility;

@@ -42,7 +42,7 @@ enum Cmd {
         #[arg(long)]
         qemu: Option<PathBuf>,
         /// Utility name (clonerefs, initupload, entrypoint, sidecar)
-        utility: String,
+        utility: harness::utility::Utility,
         /// Arguments for the utility
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -140,7 +140,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let arches = arch.0;
             build::build(&tc, &arches)?;
             for a in arches {
-                for b in build::BINARIES {
+                for b in harness::utility::ALL.map(|u| u.name()) {
                     let p = build::binary(a, b);
                     let size = std::fs::metadata(&p)?.len();
                     println!("{a:8} {b:11} {size:>9} bytes  {}", p.display());
@@ -162,7 +162,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 runner = runner.with_strace();
             }
             let status = runner
-                .command(&build::binary(arch, &utility))?
+                .command(&build::binary(arch, utility.name()))?
                 .args(args)
                 .status()?;
             return Ok(ExitCode::from(status.code().unwrap_or(1) as u8));

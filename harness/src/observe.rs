@@ -22,7 +22,7 @@ pub struct Observation {
 
 /// Runs `probe` with a clean environment (only PATH, and the probe's own variables).
 pub fn run(runner: &Runner, probe: &Probe) -> Result<Observation> {
-    let bin = build::binary(runner.arch, probe.utility);
+    let bin = build::binary(runner.arch, probe.utility.name());
     let mut cmd = runner.command(&bin)?;
     cmd.args(&probe.args)
         .env_clear()

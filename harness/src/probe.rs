@@ -3,17 +3,19 @@ Probes: single-binary runs every arch must answer identically (help, and each ki
 options). They are data; the lab turns each into one test per arch and one golden.
 */
 
+use crate::utility::Utility;
+
 /// One run of one utility.
 #[derive(Debug, Clone)]
 pub struct Probe {
     /// Golden name, without the arch: `<utility>__<case>`.
     pub name: String,
-    pub utility: &'static str,
+    pub utility: Utility,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
 }
 
-fn probe(utility: &'static str, case: &str, args: &[&str], env: &[(&str, &str)]) -> Probe {
+fn probe(utility: Utility, case: &str, args: &[&str], env: &[(&str, &str)]) -> Probe {
     Probe {
         name: format!("{utility}__{case}"),
         utility,
@@ -28,12 +30,8 @@ fn probe(utility: &'static str, case: &str, args: &[&str], env: &[(&str, &str)])
 /// Every probe, for every utility.
 pub fn all() -> Vec<Probe> {
     let mut out = Vec::new();
-    for (utility, var) in [
-        ("clonerefs", "CLONEREFS_OPTIONS"),
-        ("initupload", "INITUPLOAD_OPTIONS"),
-        ("entrypoint", "ENTRYPOINT_OPTIONS"),
-        ("sidecar", "SIDECAR_OPTIONS"),
-    ] {
+    for utility in crate::utility::ALL {
+        let var = utility.options_var();
         out.push(probe(utility, "help", &["--help"], &[]));
         out.push(probe(utility, "go_style_help", &["-h"], &[]));
         out.push(probe(utility, "unknown_flag", &["--no-such-flag"], &[]));
@@ -42,23 +40,23 @@ pub fn all() -> Vec<Probe> {
         out.push(probe(utility, "invalid_options", &[], &[(var, "{}")]));
     }
     out.push(probe(
-        "entrypoint",
+        Utility::Entrypoint,
         "bad_duration_flag",
         &["--timeout=5x"],
         &[],
     ));
     out.push(probe(
-        "clonerefs",
+        Utility::Clonerefs,
         "bad_repo_flag",
         &["--repo=org,repo"],
         &[],
     ));
     out.push(probe(
-        "initupload",
+        Utility::Initupload,
         "missing_job_spec",
         &[],
         &[(
-            "INITUPLOAD_OPTIONS",
+            Utility::Initupload.options_var(),
             r#"{"dry_run":true,"path_strategy":"explicit"}"#,
         )],
     ));

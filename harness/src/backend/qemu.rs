@@ -272,8 +272,8 @@ impl Ctx<'_> {
                     .map(|d| (m.path.clone(), d.clone()))
             })
             .collect();
-        for u in build::BINARIES {
-            m.push((pod::utility_path(u), build::binary(self.arch, u)));
+        for u in crate::utility::ALL {
+            m.push((u.image_path(), build::binary(self.arch, u.name())));
         }
         m.push((
             pod::FIXTURE_JOB_PATH.to_string(),

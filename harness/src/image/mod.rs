@@ -31,7 +31,7 @@ use anyhow::{Context, Result, bail};
 use oci_spec::image::{Descriptor, MediaType};
 
 use crate::build;
-use crate::pod::{FIXTURE_JOB_PATH, utility_path};
+use crate::pod::FIXTURE_JOB_PATH;
 use crate::target::Arch;
 use rootfs::Layer;
 use source::Source;
@@ -50,11 +50,11 @@ pub struct Program {
 
 /// The four utilities, then the fixture job.
 pub fn programs() -> Vec<Program> {
-    let mut out: Vec<_> = build::BINARIES
+    let mut out: Vec<_> = crate::utility::ALL
         .iter()
-        .map(|&name| Program {
-            name,
-            path: utility_path(name),
+        .map(|u| Program {
+            name: u.name(),
+            path: u.image_path(),
             shipped: true,
         })
         .collect();

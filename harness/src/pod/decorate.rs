@@ -26,6 +26,7 @@ use super::{
 };
 use crate::fixture::{Fixture, RefsSpec, StorageKind};
 use crate::git::{self, BuiltRepo};
+use crate::utility::Utility;
 
 const LOGS: &str = "/logs";
 const TOOLS: &str = "/tools";
@@ -161,11 +162,14 @@ pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod>
             ..Default::default()
         };
         init.push(Container {
-            name: "clonerefs".into(),
-            image: Image::Utility("clonerefs"),
+            name: Utility::Clonerefs.name().into(),
+            image: Image::Utility(Utility::Clonerefs),
             command: None,
             args: vec![],
-            env: vec![("CLONEREFS_OPTIONS".into(), serde_json::to_string(&opts)?)],
+            env: vec![(
+                Utility::Clonerefs.options_var().into(),
+                serde_json::to_string(&opts)?,
+            )],
             mounts: vec![
                 mount("logs", LOGS),
                 mount("code", CODE),
@@ -186,7 +190,7 @@ pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod>
     };
     let mut env = vec![
         (
-            "INITUPLOAD_OPTIONS".to_string(),
+            Utility::Initupload.options_var().to_string(),
             serde_json::to_string(&initupload_opts)?,
         ),
         ("JOB_SPEC".to_string(), spec_json.clone()),
@@ -201,8 +205,8 @@ pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod>
     mounts.extend(blob_mounts.iter().cloned());
     mounts.extend(output_mount.clone());
     init.push(Container {
-        name: "initupload".into(),
-        image: Image::Utility("initupload"),
+        name: Utility::Initupload.name().into(),
+        image: Image::Utility(Utility::Initupload),
         command: None,
         args: vec![],
         env,
@@ -212,7 +216,7 @@ pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod>
     });
     init.push(Container {
         name: "place-entrypoint".into(),
-        image: Image::Utility("entrypoint"),
+        image: Image::Utility(Utility::Entrypoint),
         command: None,
         args: vec!["--copy-mode-only".into()],
         env: vec![],
@@ -303,7 +307,10 @@ pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod>
         // Not Prow's: tells the fixture job program where this container's metadata goes, since
         // with several containers each has its own file in the shared artifacts folder.
         env.push(("FIXTURE_METADATA_FILE".into(), w.metadata_file.clone()));
-        env.push(("ENTRYPOINT_OPTIONS".into(), serde_json::to_string(&ep)?));
+        env.push((
+            Utility::Entrypoint.options_var().into(),
+            serde_json::to_string(&ep)?,
+        ));
         containers.push(Container {
             name,
             image: Image::FixtureJob,
@@ -339,7 +346,7 @@ pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod>
     let mut env = vec![
         ("JOB_SPEC".to_string(), spec_json),
         (
-            "SIDECAR_OPTIONS".to_string(),
+            Utility::Sidecar.options_var().to_string(),
             serde_json::to_string(&sidecar_opts)?,
         ),
     ];
@@ -361,8 +368,8 @@ pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod>
     }
     mounts.extend(output_mount);
     containers.push(Container {
-        name: "sidecar".into(),
-        image: Image::Utility("sidecar"),
+        name: Utility::Sidecar.name().into(),
+        image: Image::Utility(Utility::Sidecar),
         command: None,
         args: vec![],
         env,

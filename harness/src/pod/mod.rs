@@ -10,11 +10,6 @@ mod upstream;
 
 use std::collections::BTreeMap;
 
-/// Where the utilities' images keep their binary (ko's layout, as upstream's images).
-pub fn utility_path(utility: &str) -> String {
-    format!("/ko-app/{utility}")
-}
-
 /// Where the fixture job image keeps its program.
 pub const FIXTURE_JOB_PATH: &str = "/usr/local/bin/fixture-job";
 
@@ -42,7 +37,7 @@ pub struct Mount {
 /// What a container runs: one of our utilities or the fixture job program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Image {
-    Utility(&'static str),
+    Utility(crate::utility::Utility),
     FixtureJob,
 }
 
@@ -50,7 +45,7 @@ impl Image {
     /// The image's entrypoint, used when the container has no command.
     pub fn entrypoint(self) -> String {
         match self {
-            Image::Utility(u) => utility_path(u),
+            Image::Utility(u) => u.image_path(),
             Image::FixtureJob => FIXTURE_JOB_PATH.to_string(),
         }
     }

@@ -326,7 +326,7 @@ impl Ctx<'_> {
     /// The create body of a pod container.
     fn body(&self, c: &Container) -> Result<ContainerCreateBody> {
         let program = match c.image {
-            Image::Utility(u) => u,
+            Image::Utility(u) => u.name(),
             Image::FixtureJob => "fixture-job",
         };
         let image = self

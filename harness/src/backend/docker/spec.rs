@@ -182,7 +182,7 @@ mod tests {
     fn container(command: Option<&[&str]>, args: &[&str], env: &[(&str, &str)]) -> Container {
         Container {
             name: "c".into(),
-            image: Image::Utility("sidecar"),
+            image: Image::Utility(crate::utility::Utility::Sidecar),
             command: command.map(|c| c.iter().map(|s| s.to_string()).collect()),
             args: args.iter().map(|s| s.to_string()).collect(),
             env: env
