@@ -15,6 +15,9 @@ pub struct Pitfall {
     pub what: &'static str,
     /// Source spellings of the naive variant that our utilities must not contain.
     pub forbidden: &'static [&'static str],
+    /// Whether the naive variant gives a different result from the clean one on an arch with
+    /// these facts. A field, not a lookup by name: a new pitfall cannot go without one.
+    pub bites: fn(ArchFacts) -> bool,
 }
 
 pub const CATALOGUE: &[Pitfall] = &[
@@ -22,6 +25,7 @@ pub const CATALOGUE: &[Pitfall] = &[
         name: "byte-order",
         what: "integers hashed or written in native byte order differ on big-endian s390x",
         forbidden: &["to_ne_bytes", "from_ne_bytes"],
+        bites: |f| f.big_endian,
     },
     Pitfall {
         name: "char-sign",
@@ -32,16 +36,20 @@ pub const CATALOGUE: &[Pitfall] = &[
             "as libc::c_char",
             "as i8",
         ],
+        // The clean checksum reads bytes as unsigned; a signed `char` changes it.
+        bites: |f| f.char_signed,
     },
     Pitfall {
         name: "page-size",
         what: "4096 is not the page size on 64 KiB-page kernels (common on ppc64le)",
         forbidden: &["PAGE_SIZE: usize = 4096", "page_size = 4096"],
+        bites: |f| f.page_size != 4096,
     },
     Pitfall {
         name: "hashmap-order",
         what: "HashMap iteration order is random per process, so outputs built from it differ run to run",
         forbidden: &["HashMap<String, serde_json::Value>"],
+        bites: |_| true,
     },
     Pitfall {
         name: "usize-width",
@@ -52,6 +60,7 @@ pub const CATALOGUE: &[Pitfall] = &[
             "len().to_le_bytes",
             "len().to_be_bytes",
         ],
+        bites: |f| f.pointer_bits != 64,
     },
 ];
 
@@ -77,18 +86,9 @@ impl ArchFacts {
     }
 }
 
-/// Whether the naive variant of `name` gives a different result from the clean one on an arch
-/// with these facts.
-pub fn bites(name: &str, facts: ArchFacts) -> bool {
-    match name {
-        "byte-order" => facts.big_endian,
-        // The clean checksum reads bytes as unsigned; a signed `char` changes it.
-        "char-sign" => facts.char_signed,
-        "page-size" => facts.page_size != 4096,
-        "hashmap-order" => true,
-        "usize-width" => facts.pointer_bits != 64,
-        _ => false,
-    }
+/// The catalogue entry called `name`.
+pub fn named(name: &str) -> Option<&'static Pitfall> {
+    CATALOGUE.iter().find(|p| p.name == name)
 }
 
 #[cfg(test)]
@@ -138,12 +138,16 @@ mod tests {
     #[test]
     fn where_each_pitfall_bites() {
         let f = |arch| ArchFacts::of(arch, 4096);
+        let bites = |name, facts| (named(name).expect("in the catalogue").bites)(facts);
         assert!(bites("byte-order", f(Arch::S390x)));
         assert!(!bites("byte-order", f(Arch::Ppc64le)));
         assert!(bites("char-sign", f(Arch::Amd64)));
         assert!(!bites("char-sign", f(Arch::Arm64)));
         assert!(bites("page-size", ArchFacts::of(Arch::Ppc64le, 65536)));
+        assert!(!bites("page-size", f(Arch::Ppc64le)));
+        assert!(bites("hashmap-order", f(Arch::Amd64)));
         assert!(!bites("usize-width", f(Arch::S390x)));
+        assert!(named("no-such-pitfall").is_none());
         for p in CATALOGUE {
             assert!(
                 fixture_job::pitfall::NAMES.contains(&p.name),

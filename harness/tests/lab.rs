@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use harness::backend::{Backend, RunOptions};
 use harness::cases::{self, Case};
 use harness::debug::{self, DebugArgs};
-use harness::pitfalls::{self, ArchFacts};
+use harness::pitfalls::{self, ArchFacts, Pitfall};
 use harness::target::{self, Arch};
 use harness::toolchain::Toolchain;
 use harness::triage::Triage;
@@ -88,7 +88,7 @@ fn main() -> ExitCode {
         for p in pitfalls::CATALOGUE {
             trials.push(Trial::test(
                 format!("{arch}::pitfall::{}", p.name),
-                move || pitfall_check(arch, p.name, p.what),
+                move || pitfall_check(arch, p),
             ));
         }
         for case in all.clone() {
@@ -309,7 +309,8 @@ fn gdb_stops_at_the_crash(arch: Arch) -> Result<(), Failed> {
 
 /// One catalogue pitfall: the clean variant matches its golden on every arch; the naive one
 /// differs from it exactly where the pitfall bites.
-fn pitfall_check(arch: Arch, name: &str, what: &str) -> Result<(), Failed> {
+fn pitfall_check(arch: Arch, pitfall: &Pitfall) -> Result<(), Failed> {
+    let (name, what) = (pitfall.name, pitfall.what);
     let runner = Runner::new(arch, None).map_err(err)?;
     let run = |mode: &str| -> Result<String, Failed> {
         let out = runner
@@ -330,7 +331,7 @@ fn pitfall_check(arch: Arch, name: &str, what: &str) -> Result<(), Failed> {
     let naive2 = run("naive")?;
     let differs = naive != clean || naive2 != clean;
     let facts = ArchFacts::of(arch, runner.guest_page_size());
-    match (pitfalls::bites(name, facts), differs) {
+    match ((pitfall.bites)(facts), differs) {
         (true, true) | (false, false) => Ok(()),
         (true, false) => Err(format!(
             "{arch}: pitfall {name} should bite here but the naive variant matched: {naive}"
