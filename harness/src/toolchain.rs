@@ -41,14 +41,7 @@ pub enum ToolchainError {
     Stale(String),
 }
 
-/// `$TETRAPOD_CACHE`, else `~/.cache/tetrapod`: outside the work tree, shared by clones.
-pub fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("TETRAPOD_CACHE") {
-        return PathBuf::from(dir);
-    }
-    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
-    PathBuf::from(home).join(".cache/tetrapod")
-}
+pub use pod_utils::testsupport::cache_dir;
 
 impl Toolchain {
     /// Reads and sanity-checks the record.

@@ -14,20 +14,13 @@ thread), so both plain and `#[tokio::test]` tests can use it.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
-/// The project's tool cache (`TETRAPOD_CACHE`, else `$HOME/.cache/tetrapod`).
-pub fn cache_dir() -> PathBuf {
-    if let Some(c) = crate::env::lookup("TETRAPOD_CACHE").filter(|c| !c.is_empty()) {
-        return PathBuf::from(c);
-    }
-    let home = crate::env::lookup("HOME").unwrap_or_else(|| "/root".into());
-    Path::new(&home).join(".cache/tetrapod")
-}
+pub use tetrapod_tools::cache_dir;
 
 /// The Python venv holding fake-gcs-server and moto.
 pub fn venv_dir() -> PathBuf {

@@ -119,8 +119,9 @@ fn uid_is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// The project's tool cache, as `pod_utils::testsupport::cache_dir` finds it.
-fn cache() -> PathBuf {
+/// The project's tool cache (`$TETRAPOD_CACHE`, else `~/.cache/tetrapod`): outside the work
+/// tree, shared by every clone on the machine. The one definition; tests and the harness use it.
+pub fn cache_dir() -> PathBuf {
     match std::env::var_os("TETRAPOD_CACHE").filter(|c| !c.is_empty()) {
         Some(c) => PathBuf::from(c),
         None => Path::new(&std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
@@ -129,7 +130,7 @@ fn cache() -> PathBuf {
 }
 
 fn venv() -> PathBuf {
-    cache().join("venv")
+    cache_dir().join("venv")
 }
 
 /// The build-script lines for `tools` (see the module doc), `present` deciding each.
