@@ -78,6 +78,8 @@ pub fn build(tc: &Toolchain, arches: &[Arch]) -> Result<()> {
         .arg("--target-dir")
         .arg(cross_target_dir())
         .env("RUSTC", &tc.rustc)
+        // Build scripts that probe test tools skip it here (no tests are built).
+        .env("TETRAPOD_LAB_BUILD", "1")
         // The outer cargo (when we run inside `cargo test`) may have set these for itself.
         .env_remove("RUSTC_WRAPPER")
         .env_remove("RUSTC_WORKSPACE_WRAPPER")

@@ -13,7 +13,8 @@ With `CI` set every tool counts as present: the test then runs and fails loudly 
 that lacks it. A build script calls [`emit`] with the tools its tests use; cargo reruns it when
 a tool appears or goes (the paths it looked at change) or `CI`, `PATH`, `HOME` or
 `TETRAPOD_CACHE` change. No dependencies: this is compiled for every build of the crates using
-it, the lab's cross builds included.
+it, the lab's cross builds included; those set `TETRAPOD_LAB_BUILD`, and their build scripts then
+watch nothing else (see [`LAB_BUILD_VAR`]).
 */
 
 use std::path::{Path, PathBuf};
@@ -136,6 +137,7 @@ fn venv() -> PathBuf {
 /// The build-script lines for `tools` (see the module doc), `present` deciding each.
 pub fn lines(tools: &[Tool], ci: bool, present: impl Fn(Tool) -> bool) -> Vec<String> {
     let mut out = Vec::new();
+    // `docker` is the one tool found through PATH.
     for var in ["CI", "PATH", "HOME", "TETRAPOD_CACHE"] {
         out.push(format!("cargo::rerun-if-env-changed={var}"));
     }
@@ -153,10 +155,30 @@ pub fn lines(tools: &[Tool], ci: bool, present: impl Fn(Tool) -> bool) -> Vec<St
     out
 }
 
-/// Prints [`lines`] for a build script.
+/// Set by the harness for the lab's cross builds, which compile no tests: their build scripts
+/// then watch nothing else, so toggling `CI` or a tool never recompiles four arches' binaries.
+pub const LAB_BUILD_VAR: &str = "TETRAPOD_LAB_BUILD";
+
+/// The build-script lines of a lab build (see [`LAB_BUILD_VAR`]).
+pub fn lab_build_lines() -> Vec<String> {
+    let mut out = vec![format!("cargo::rerun-if-env-changed={LAB_BUILD_VAR}")];
+    for t in Tool::ALL {
+        out.push(format!("cargo::rustc-check-cfg=cfg({})", t.cfg()));
+    }
+    out
+}
+
+/// Prints [`lines`] (or [`lab_build_lines`]) for a build script.
 pub fn emit(tools: &[Tool]) {
-    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
-    for l in lines(tools, ci, Tool::present) {
+    let lines = if std::env::var_os(LAB_BUILD_VAR).is_some() {
+        lab_build_lines()
+    } else {
+        let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
+        let mut l = lines(tools, ci, Tool::present);
+        l.push(format!("cargo::rerun-if-env-changed={LAB_BUILD_VAR}"));
+        l
+    };
+    for l in lines {
         println!("{l}");
     }
 }
@@ -186,6 +208,17 @@ mod tests {
             .filter(|x| x.starts_with("cargo::rustc-cfg="))
             .collect();
         assert_eq!(set, ["cargo::rustc-cfg=has_moto"]);
+    }
+
+    #[test]
+    fn a_lab_build_watches_only_its_own_variable() {
+        let l = lab_build_lines();
+        let watched: Vec<_> = l.iter().filter(|x| x.contains("rerun-if")).collect();
+        assert_eq!(
+            watched,
+            [&format!("cargo::rerun-if-env-changed={LAB_BUILD_VAR}")]
+        );
+        assert!(!l.iter().any(|x| x.starts_with("cargo::rustc-cfg=")));
     }
 
     #[test]
