@@ -10,7 +10,7 @@ use crate::backend::{PodRun, RunOptions};
 use crate::fixture::{self, Fixture};
 use crate::probe::{self, Probe};
 use crate::runner::Runner;
-use crate::{backend, compare, git, normalise, observe, pod};
+use crate::{backend, git, normalise, observe, pod, render};
 
 #[derive(Clone)]
 pub enum Case {
@@ -55,12 +55,10 @@ impl Case {
     pub fn run(&self, runner: &Runner, opts: &RunOptions) -> Result<Outcome> {
         match self {
             Case::Probe(p) => {
-                let o = match opts.backend {
-                    backend::Backend::Qemu => observe::run(runner, p)?,
-                    backend::Backend::Docker => backend::docker::probe(runner, p)?,
-                };
+                let exit = backend::probe(runner, p, opts.backend)?;
+                let o = observe::probe(&exit);
                 Ok(Outcome {
-                    text: compare::render(&normalise::observation(&o)),
+                    text: render::probe(&normalise::observation(&o)),
                     pod: None,
                 })
             }
@@ -69,7 +67,7 @@ impl Case {
                 let pod = pod::decorate::decorate(f, &repos)?;
                 let run = backend::run(&pod, runner, opts)?;
                 Ok(Outcome {
-                    text: observe::pod(&run, f),
+                    text: render::pod(&run, f),
                     pod: Some(run),
                 })
             }

@@ -7,19 +7,10 @@ that it can report every cell instead of stopping at the first panic.
 use std::path::PathBuf;
 
 use crate::build::workspace_root;
-use crate::observe::Observation;
 
 /// Where the goldens live (insta's snapshot folder of the lab test).
 pub fn snapshot_dir() -> PathBuf {
     workspace_root().join("harness/tests/snapshots")
-}
-
-/// The golden text of an observation: stable, readable, diff-friendly.
-pub fn render(o: &Observation) -> String {
-    format!(
-        "exit: {}\n--- stdout\n{}\n--- stderr\n{}",
-        o.exit, o.stdout, o.stderr
-    )
 }
 
 /// The stored golden for `name`, without insta's header.

@@ -22,7 +22,7 @@ use crate::pod::{self, Image, Pod};
 use crate::runner::Runner;
 use crate::target::Arch;
 use crate::triage::{self, Triage};
-use crate::{build, compare, git, observe};
+use crate::{build, compare, git};
 
 #[derive(Debug, Clone, Default)]
 pub struct DebugArgs {
@@ -94,8 +94,10 @@ pub fn debug(args: &DebugArgs) -> Result<DebugReport> {
         tag: Some("debug"),
         ..Default::default()
     };
-    let first = backend::qemu::run(&pod, &runner, &plain)?;
-    let got = observe::pod(&first, &f);
+    // The plain run is the lab's own case runner, so its text is what the lab compares.
+    let outcome = crate::cases::Case::Fixture(Box::new(f.clone())).run(&runner, &plain)?;
+    let got = outcome.text;
+    let first = outcome.pod.context("a fixture's run leaves a pod")?;
     let difference = match &golden {
         Some(want) => compare::first_difference(want, &got),
         None => Some("no golden for this fixture".into()),
@@ -130,7 +132,7 @@ pub fn debug(args: &DebugArgs) -> Result<DebugReport> {
             strace: Some(suspect.clone()),
             ..Default::default()
         };
-        let traced = backend::qemu::run(&pod, &runner, &opts)?;
+        let traced = backend::run(&pod, &runner, &opts)?;
         let dir = traced.trace_dir.clone().unwrap_or_default();
         let _ = writeln!(
             out,
@@ -180,7 +182,7 @@ pub fn debug(args: &DebugArgs) -> Result<DebugReport> {
         out.clear();
         let pod2 = pod.clone();
         let runner2 = runner.clone();
-        let handle = std::thread::spawn(move || backend::qemu::run(&pod2, &runner2, &opts));
+        let handle = std::thread::spawn(move || backend::run(&pod2, &runner2, &opts));
         if let Some(cmds) = &args.gdb_batch {
             wait_for_port(port, Duration::from_secs(120))?;
             let transcript = run_gdb_batch(&debug_bin, port, cmds)?;

@@ -1,8 +1,10 @@
 /*!
 tetrapod's emulation lab, as a pipeline anyone can follow, one module per step:
-build ([`build`], with [`toolchain`] and the arch table in [`target`]) -> run ([`runner`],
-[`probe`]) -> observe ([`observe`]) -> normalise ([`normalise`]) -> compare ([`compare`]) ->
-report ([`report`]). [`image`] packages the built binaries as OCI images.
+build ([`build`], with [`toolchain`] and the arch table in [`target`]) -> decorate the pod
+([`pod`], from a [`fixture`]) -> run it ([`backend`]: one [`backend::lifecycle`], any
+backend; [`runner`], [`probe`]) -> observe ([`observe`]) -> normalise ([`normalise`]) -> render
+([`render`]) -> compare ([`compare`]) -> report ([`report`], [`triage`]). [`cases`] chains the
+steps for one case. [`image`] packages the built binaries as OCI images.
 */
 
 pub mod backend;
@@ -19,6 +21,7 @@ pub mod observe;
 pub mod pitfalls;
 pub mod pod;
 pub mod probe;
+pub mod render;
 pub mod report;
 pub mod runner;
 pub mod target;

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use harness::backend::{Backend, PodRun, RunOptions};
+use harness::backend::{BackendKind, PodRun, RunOptions};
 use harness::cases::Case;
 use harness::report::{self, Cell, Report};
 use harness::target::{Arch, Selection};
@@ -64,8 +64,8 @@ enum Cmd {
         qemu: Option<PathBuf>,
         /// Run the cases as processes under qemu-user (qemu) or as containers on the local
         /// Docker Engine (docker)
-        #[arg(long, default_value_t = Backend::Qemu)]
-        backend: Backend,
+        #[arg(long, default_value_t = BackendKind::Qemu)]
+        backend: BackendKind,
         /// Cells run at once (default: twice the CPUs, since a pod spends much of its time
         /// waiting on sleeps, timeouts and grace periods)
         #[arg(long, short = 'j')]
@@ -236,7 +236,7 @@ layout: {}",
             let jobs = jobs
                 .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get()));
             let arches = arch.0;
-            if backend == Backend::Docker {
+            if backend == BackendKind::Docker {
                 // A matrix that ran nothing is not a green one.
                 if let Err(why) = harness::backend::docker::engine::available() {
                     anyhow::bail!("the Docker backend needs a Docker Engine: {why}");
@@ -360,7 +360,7 @@ fn triage_cell(
 ) -> Triage {
     let mut t = Triage::from_pod(run, runner.arch, fixture);
     // Syscall traces are a qemu-backend feature.
-    if runner.emulator.is_some() && opts.backend == Backend::Qemu {
+    if runner.emulator.is_some() && opts.backend == BackendKind::Qemu {
         if let Some(suspect) = t.suspect(run) {
             let opts = RunOptions {
                 strace: Some(suspect),

@@ -8,7 +8,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::ExitCode;
 
-use harness::backend::{Backend, RunOptions};
+use harness::backend::{BackendKind, RunOptions};
 use harness::cases::{self, Case};
 use harness::debug::{self, DebugArgs};
 use harness::pitfalls::{self, ArchFacts, Pitfall};
@@ -44,7 +44,7 @@ fn main() -> ExitCode {
         }
     };
     // Without an engine the Docker cases are skipped (a failure in CI), not failed.
-    let skip = backend == Backend::Docker
+    let skip = backend == BackendKind::Docker
         && !args.list
         && match harness::backend::docker::engine::available() {
             Ok(()) => false,
@@ -104,13 +104,13 @@ fn main() -> ExitCode {
     libtest_mimic::run(&args, trials).exit_code()
 }
 
-type LabArgs = (Vec<Arch>, Backend, bool, Vec<String>);
+type LabArgs = (Vec<Arch>, BackendKind, bool, Vec<String>);
 
 /// Pulls `--arch X` / `--arch=X`, `--backend X` / `--backend=X` and `--no-build` (use the
 /// binaries already in target/lab) out of the arguments; the rest is libtest's.
 fn split_args(args: Vec<String>) -> Result<LabArgs, String> {
     let mut arches = target::ALL.to_vec();
-    let mut backend = Backend::default();
+    let mut backend = BackendKind::default();
     let mut no_build = false;
     let mut rest = Vec::new();
     let mut it = args.into_iter();

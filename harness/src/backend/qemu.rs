@@ -10,7 +10,7 @@ user, root in the lab, as the images' default user is.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,10 +19,13 @@ use anyhow::{Context, Result};
 use pod_utils::testsupport::{FakeGcs, Moto};
 use serde_json::Value;
 
-use super::{Checkout, ContainerExit, POD_DEADLINE, PodRun, RunOptions};
+use super::lifecycle::StorageServer;
+use super::volumes::VolumeDir;
+use super::{Backend, ContainerExit, RunOptions};
 use crate::build;
 use crate::exit::Exit;
 use crate::pod::{self, BUCKET, Container, Pod, RunAs, Storage};
+use crate::probe::Probe;
 use crate::runner::Runner;
 use crate::target::Arch;
 
@@ -46,117 +49,116 @@ pub fn child_mode(runner: &Runner) -> ChildMode {
     }
 }
 
-enum Server {
-    Gcs(FakeGcs),
-    S3(Moto),
-    None,
+/// The qemu backend for one pod: see the module doc.
+pub struct Qemu<'a> {
+    arch: Arch,
+    runner: &'a Runner,
+    mode: ChildMode,
+    root: PathBuf,
+    opts: &'a RunOptions,
+    trace_dir: Option<PathBuf>,
+    security: pod::PodSecurityContext,
+    vol_dirs: BTreeMap<String, PathBuf>,
+    endpoints: pod::Endpoints,
+    /// Host folders of every container's mounts and the in-pod paths they stand for.
+    path_map: Vec<(String, String)>,
 }
 
-pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
-    let arch = runner.arch;
-    // A traced or debugged rerun gets its own folder: the plain run's (and its cores) stay.
-    let folder = match (&opts.strace, &opts.gdb) {
-        (Some(_), _) => format!("{}.strace", pod.name),
-        (None, Some(_)) => format!("{}.gdb", pod.name),
-        (None, None) => match opts.tag {
-            Some(tag) => format!("{}.{tag}", pod.name),
-            None => pod.name.clone(),
-        },
-    };
-    let root = build::lab_dir().join("pods").join(arch.name()).join(folder);
-    let _ = fs::remove_dir_all(&root);
-    fs::create_dir_all(root.join("containers"))?;
-    let mut mode = child_mode(runner);
-    // Emulator flags for a child can only be given on an explicit command line.
-    if mode == ChildMode::Binfmt && (opts.strace.is_some() || opts.gdb.is_some()) {
-        mode = ChildMode::Explicit;
+impl<'a> Qemu<'a> {
+    pub fn new(pod: &Pod, runner: &'a Runner, opts: &'a RunOptions) -> Self {
+        // A traced or debugged rerun gets its own folder: the plain run's (and its cores) stay.
+        let folder = match (&opts.strace, &opts.gdb) {
+            (Some(_), _) => format!("{}.strace", pod.name),
+            (None, Some(_)) => format!("{}.gdb", pod.name),
+            (None, None) => match opts.tag {
+                Some(tag) => format!("{}.{tag}", pod.name),
+                None => pod.name.clone(),
+            },
+        };
+        let root = build::lab_dir()
+            .join("pods")
+            .join(runner.arch.name())
+            .join(folder);
+        let mut mode = child_mode(runner);
+        // Emulator flags for a child can only be given on an explicit command line.
+        if mode == ChildMode::Binfmt && (opts.strace.is_some() || opts.gdb.is_some()) {
+            mode = ChildMode::Explicit;
+        }
+        Qemu {
+            arch: runner.arch,
+            runner,
+            mode,
+            trace_dir: opts.strace.as_ref().map(|_| root.join("strace")),
+            root,
+            opts,
+            security: pod.security,
+            vol_dirs: BTreeMap::new(),
+            endpoints: pod::Endpoints::default(),
+            path_map: Vec::new(),
+        }
     }
-    let trace_dir = opts.strace.as_ref().map(|_| root.join("strace"));
-    if let Some(d) = &trace_dir {
-        fs::create_dir_all(d)?;
+}
+
+impl Backend for Qemu<'_> {
+    fn root(&self) -> &Path {
+        &self.root
     }
-    let deadline = if opts.no_deadline {
-        Duration::from_secs(365 * 24 * 3600)
-    } else {
-        POD_DEADLINE
-    };
 
-    let (server, endpoint) = match pod.storage {
-        Storage::Gcs => {
-            let s = FakeGcs::start(&[BUCKET]).map_err(anyhow::Error::msg)?;
-            let h = s.emulator_host();
-            (Server::Gcs(s), h)
-        }
-        Storage::S3 => {
-            let s = Moto::start(&[BUCKET]).map_err(anyhow::Error::msg)?;
-            let u = s.url();
-            (Server::S3(s), u)
-        }
-        Storage::Local => (Server::None, String::new()),
-    };
-
-    let (proxy, endpoints) = super::proxy::start(pod, Ipv4Addr::LOCALHOST.into(), endpoint)?;
-    let vol_dirs: BTreeMap<String, PathBuf> = super::volumes::make(pod, &root, &endpoints)?
-        .into_iter()
-        .map(|(name, v)| (name, v.dir))
-        .collect();
-    let mut path_map = Vec::new();
-    let ctx = Ctx {
-        arch,
-        runner,
-        mode,
-        root: &root,
-        vol_dirs: &vol_dirs,
-        endpoints: &endpoints,
-        opts,
-        trace_dir: trace_dir.as_deref(),
-        security: pod.security,
-    };
-
-    let mut init = Vec::new();
-    let mut failed = false;
-    for c in &pod.init_containers {
-        if failed {
-            init.push(ContainerExit {
-                name: c.name.clone(),
-                exit: Exit::NotStarted,
-                stdout: vec![],
-                stderr: vec![],
-            });
-            continue;
-        }
-        let (mut child, mounts) = ctx.spawn(c)?;
-        path_map.extend(mounts);
-        let status = wait_deadline(&mut child, Instant::now() + deadline)?;
-        let exit = status
-            .map(|s| Exit::of(&s))
-            .unwrap_or(Exit::KilledAtDeadline);
-        failed = !exit.success();
-        init.push(ctx.collect(c, exit)?);
+    fn start_storage(&mut self, storage: Storage, _root: &Path) -> Result<(StorageServer, String)> {
+        Ok(match storage {
+            Storage::Gcs => {
+                let s = FakeGcs::start(&[BUCKET]).map_err(anyhow::Error::msg)?;
+                let h = s.emulator_host();
+                (StorageServer::Gcs(s), h)
+            }
+            Storage::S3 => {
+                let s = Moto::start(&[BUCKET]).map_err(anyhow::Error::msg)?;
+                let u = s.url();
+                (StorageServer::S3(s), u)
+            }
+            Storage::Local => (StorageServer::None, String::new()),
+        })
     }
-    let mut containers = Vec::new();
-    if failed {
-        for c in &pod.containers {
-            containers.push(ContainerExit {
-                name: c.name.clone(),
-                exit: Exit::NotStarted,
-                stdout: vec![],
-                stderr: vec![],
-            });
+
+    fn proxy_listen(&self) -> IpAddr {
+        Ipv4Addr::LOCALHOST.into()
+    }
+
+    fn prepare(
+        &mut self,
+        _pod: &Pod,
+        volumes: &BTreeMap<String, VolumeDir>,
+        endpoints: &pod::Endpoints,
+    ) -> Result<()> {
+        if let Some(d) = &self.trace_dir {
+            fs::create_dir_all(d)?;
         }
-    } else {
+        self.vol_dirs = volumes
+            .iter()
+            .map(|(name, v)| (name.clone(), v.dir.clone()))
+            .collect();
+        self.endpoints = endpoints.clone();
+        Ok(())
+    }
+
+    fn run_together(
+        &mut self,
+        cs: &[Container],
+        delete: Option<Duration>,
+        deadline: Duration,
+    ) -> Result<Vec<ContainerExit>> {
         let start = Instant::now();
         let mut running: Vec<(usize, Child)> = Vec::new();
-        for (i, c) in pod.containers.iter().enumerate() {
-            let (child, mounts) = ctx.spawn(c)?;
-            path_map.extend(mounts);
+        for (i, c) in cs.iter().enumerate() {
+            let (child, mounts) = self.spawn(c)?;
+            self.path_map.extend(mounts);
             running.push((i, child));
         }
         let mut exits: BTreeMap<usize, Exit> = BTreeMap::new();
         let mut deleted = false;
         while !running.is_empty() {
-            if let Some(ms) = pod.delete_after_ms {
-                if !deleted && start.elapsed() >= Duration::from_millis(ms) {
+            if let Some(after) = delete {
+                if !deleted && start.elapsed() >= after {
                     deleted = true;
                     for (_, ch) in &running {
                         signal(ch, nix::sys::signal::Signal::SIGTERM);
@@ -181,86 +183,67 @@ pub fn run(pod: &Pod, runner: &Runner, opts: &RunOptions) -> Result<PodRun> {
                 }
             }
             running = still;
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(10));
         }
-        for (i, c) in pod.containers.iter().enumerate() {
-            containers.push(ctx.collect(c, exits.remove(&i).unwrap_or(Exit::NotStarted))?);
-        }
-    }
-
-    // Before anything is read: a core in a logs or code folder is not an observation.
-    let cores = crate::triage::collect_cores(&root, runner.emulator.is_some())?;
-    let objects = match &server {
-        Server::Gcs(s) => s.objects(BUCKET),
-        Server::S3(s) => s.objects(BUCKET),
-        Server::None => match vol_dirs.get("output") {
-            Some(dir) => super::local_objects(dir)?,
-            None => vec![],
-        },
-    };
-    let logs = vol_dirs
-        .get("logs")
-        .map(|d| read_tree(d))
-        .transpose()?
-        .unwrap_or_default();
-    let checkouts = pod
-        .checkouts
-        .iter()
-        .map(|p| Checkout {
-            path: p.clone(),
-            state: crate::git::describe_checkout(&translate_path(p, &ctx.code_mount()))
-                .map_err(|e| format!("{e:#}")),
-        })
-        .collect();
-    path_map.sort();
-    path_map.dedup();
-    path_map.push((root.display().to_string(), "[POD]".into()));
-    let emulation = match mode {
-        ChildMode::Native => "native".to_string(),
-        ChildMode::Binfmt => format!("{} (children via binfmt_misc)", runner.emulator_version()?),
-        ChildMode::Explicit => format!(
-            "{} (children via explicit emulator)",
-            runner.emulator_version()?
-        ),
-    };
-    drop(server);
-    Ok(PodRun {
-        init,
-        containers,
-        objects,
-        logs,
-        checkouts,
-        path_map,
-        emulation,
-        pod_dir: root.clone(),
-        cores,
-        trace_dir,
-        proxied: super::proxy::served(&proxy),
-    })
-}
-
-struct Ctx<'a> {
-    arch: Arch,
-    runner: &'a Runner,
-    mode: ChildMode,
-    root: &'a Path,
-    vol_dirs: &'a BTreeMap<String, PathBuf>,
-    endpoints: &'a pod::Endpoints,
-    opts: &'a RunOptions,
-    trace_dir: Option<&'a Path>,
-    security: pod::PodSecurityContext,
-}
-
-impl Ctx<'_> {
-    /// The code volume under its mount path, to find checkouts after the pod.
-    fn code_mount(&self) -> Vec<(String, PathBuf)> {
-        self.vol_dirs
-            .get("code")
-            .map(|d| ("/home/prow/go".to_string(), d.clone()))
-            .into_iter()
+        cs.iter()
+            .enumerate()
+            .map(|(i, c)| self.collect(c, exits.remove(&i).unwrap_or(Exit::NotStarted)))
             .collect()
     }
 
+    fn emulated(&self) -> bool {
+        self.runner.emulator.is_some()
+    }
+
+    fn path_map(
+        &self,
+        _pod: &Pod,
+        _volumes: &BTreeMap<String, VolumeDir>,
+    ) -> Vec<(String, String)> {
+        self.path_map.clone()
+    }
+
+    fn emulation(&self) -> Result<String> {
+        Ok(match self.mode {
+            ChildMode::Native => "native".to_string(),
+            ChildMode::Binfmt => format!(
+                "{} (children via binfmt_misc)",
+                self.runner.emulator_version()?
+            ),
+            ChildMode::Explicit => format!(
+                "{} (children via explicit emulator)",
+                self.runner.emulator_version()?
+            ),
+        })
+    }
+
+    fn trace_dir(&self) -> Option<PathBuf> {
+        self.trace_dir.clone()
+    }
+}
+
+/// Runs a probe as a process of the arch's binary with a clean environment (only PATH, and
+/// the probe's own variables).
+pub fn probe(runner: &Runner, probe: &Probe) -> Result<ContainerExit> {
+    let bin = build::binary(runner.arch, probe.utility.name());
+    let mut cmd = runner.command(&bin)?;
+    cmd.args(&probe.args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(probe.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null());
+    let out = cmd
+        .output()
+        .with_context(|| format!("could not run {} for {}", bin.display(), runner.arch))?;
+    Ok(ContainerExit {
+        name: "probe".into(),
+        exit: Exit::of(&out.status),
+        stdout: out.stdout,
+        stderr: out.stderr,
+    })
+}
+
+impl Qemu<'_> {
     /// In-pod path -> host path for this container: its mounts plus the image's files.
     fn mounts(&self, c: &Container) -> Vec<(String, PathBuf)> {
         let mut m: Vec<(String, PathBuf)> = c
@@ -375,7 +358,7 @@ impl Ctx<'_> {
     /// the debugging aids the run options ask for that process.
     fn container_runner(&self, c: &Container, child: bool) -> Runner {
         let mut r = self.runner.clone();
-        if let (Some(name), Some(dir)) = (&self.opts.strace, self.trace_dir) {
+        if let (Some(name), Some(dir)) = (&self.opts.strace, &self.trace_dir) {
             if *name == c.name {
                 let which = if child { "child" } else { "main" };
                 r = r
@@ -530,46 +513,6 @@ fn enable_core_dumps(emulated: bool) {
 
 fn signal(child: &Child, sig: nix::sys::signal::Signal) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig);
-}
-
-fn wait_deadline(child: &mut Child, deadline: Instant) -> Result<Option<std::process::ExitStatus>> {
-    loop {
-        if let Some(s) = child.try_wait()? {
-            return Ok(Some(s));
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Ok(None);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Every regular file below `dir`: relative path -> bytes (symlinks as `-> target`).
-pub fn read_tree(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = fs::read_dir(&d) else { continue };
-        for e in rd {
-            let e = e?;
-            let p = e.path();
-            let ft = e.file_type()?;
-            let rel = p.strip_prefix(dir).unwrap_or(&p).display().to_string();
-            if ft.is_dir() {
-                stack.push(p);
-            } else if ft.is_symlink() {
-                out.insert(
-                    rel,
-                    format!("-> {}", fs::read_link(&p)?.display()).into_bytes(),
-                );
-            } else {
-                out.insert(rel, fs::read(&p)?);
-            }
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
