@@ -165,6 +165,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn flag_names_are_the_flags_clap_knows() {
+        use clap::CommandFactory;
+        let mut want: Vec<String> = FLAG_NAMES.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(want, pod_utils::options::flag_table(Flags::command()));
+    }
+
+    #[test]
     fn decorator_json_round_trips() {
         let json = r#"{"timeout":7200000000000,"grace_period":10000000000,"artifact_dir":"/logs/artifacts","args":["/bin/thing","some","args"],"container_name":"test","process_log":"/logs/process-log.txt","marker_file":"/logs/marker-file.txt","metadata_file":"/logs/artifacts/metadata.json"}"#;
         let o: Options = serde_json::from_str(json).unwrap();

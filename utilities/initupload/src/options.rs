@@ -58,6 +58,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn flag_names_are_the_flags_clap_knows() {
+        use clap::CommandFactory;
+        let mut want: Vec<String> = std::iter::once("clone-log")
+            .chain(pod_utils::gcsupload::FLAG_NAMES.iter().copied())
+            .map(str::to_string)
+            .collect();
+        want.sort();
+        assert_eq!(want, pod_utils::options::flag_table(Flags::command()));
+    }
+
+    #[test]
     fn upstream_json_is_accepted() {
         let json = r#"{"bucket":"prow-artifacts","path_strategy":"explicit","gcs_credentials_file":"/secrets/gcs/service-account.json","dry_run":false,"log":"/logs/clone.json"}"#;
         let o: Options = serde_json::from_str(json).unwrap();

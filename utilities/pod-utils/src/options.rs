@@ -114,6 +114,29 @@ where
     out
 }
 
+/// The `long` table [`go_flags`] needs for `cmd`, read from clap's own arguments: every long
+/// name but `help`/`version`, and a `name?` twin for each flag whose value is optional (Go's
+/// bool flags). Each utility's tests hold its hand-written table against this, so a flag added
+/// to clap cannot be missing from the Go-style rewriting.
+pub fn flag_table(mut cmd: clap::Command) -> Vec<String> {
+    cmd.build();
+    let mut out = Vec::new();
+    for a in cmd.get_arguments() {
+        let Some(long) = a.get_long() else { continue };
+        if long == "help" || long == "version" {
+            continue;
+        }
+        out.push(long.to_string());
+        if a.get_num_args()
+            .is_some_and(|n| n.min_values() == 0 && n.takes_values())
+        {
+            out.push(format!("{long}?"));
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Bool flags are marked in the `long` table with a trailing `?` twin, e.g. `["fail", "fail?"]`.
 fn is_bool_flag(name: &str, long: &[&str]) -> bool {
     long.iter().any(|l| l.strip_suffix('?') == Some(name))

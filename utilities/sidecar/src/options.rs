@@ -156,6 +156,17 @@ pub fn load(args: Vec<String>) -> Result<Options, LoadFailure> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn flag_names_are_the_flags_clap_knows() {
+        use clap::CommandFactory;
+        let mut want: Vec<String> = pod_utils::gcsupload::FLAG_NAMES
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        want.sort();
+        assert_eq!(want, pod_utils::options::flag_table(Flags::command()));
+    }
+
     const DECORATED: &str = r#"{"gcs_options":{"items":["/logs/artifacts"],"bucket":"bucket","path_strategy":"single","default_org":"org","default_repo":"repo","gcs_credentials_file":"/secrets/gcs/service-account.json","dry_run":false},"entries":[{"args":["/bin/ls","-l","-a"],"container_name":"test","process_log":"/logs/process-log.txt","marker_file":"/logs/marker-file.txt","metadata_file":"/logs/artifacts/metadata.json"}],"censoring_options":{}}"#;
 
     #[test]
