@@ -282,6 +282,14 @@ pub fn load(args: Vec<String>) -> Result<Options, LoadFailure> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn flag_names_are_the_flags_clap_knows() {
+        use clap::CommandFactory;
+        let mut want: Vec<String> = FLAG_NAMES.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(want, pod_utils::options::flag_table(Flags::command()));
+    }
+
     fn ok_opts() -> Options {
         Options {
             src_root: "/go".into(),
