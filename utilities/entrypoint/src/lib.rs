@@ -5,8 +5,15 @@ exit-code marker that sidecar waits for. `--copy-mode-only` copies the binary in
 volume (the `place-entrypoint` init container).
 */
 
+mod copy;
 pub mod options;
+mod pump;
 mod run;
+mod signals;
+mod start;
+mod supervise;
+#[cfg(test)]
+mod testing;
 
 pub use run::{ABORTED_ERROR_CODE, INTERNAL_ERROR_CODE, PREVIOUS_ERROR_CODE};
 
@@ -22,7 +29,7 @@ pub fn uumain(args: Vec<String>) -> i32 {
         Err(e) => return pod_utils::options_failure(e),
     };
     if opts.copy_mode_only {
-        return run::copy_mode(&opts, &argv0);
+        return copy::copy_mode(&opts, &argv0);
     }
     if let Err(e) = opts.validate() {
         pod_utils::fatal!("Invalid options: {e}");
