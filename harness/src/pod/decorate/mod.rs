@@ -11,22 +11,29 @@ local mode's `output` volume is an emptyDir, not a host path; fixture secrets mo
 `/etc/<name>`; test containers get `FIXTURE_METADATA_FILE`.
 */
 
+mod clonerefs;
+mod initupload;
+mod job_spec;
+mod place_entrypoint;
+mod sidecar;
+mod test_container;
+
+pub use job_spec::job_spec;
+
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use pod_utils::downwardapi::JobSpec;
-use pod_utils::prowapi::{GcsConfiguration, Pull, Refs};
-use pod_utils::{clone, duration, gcsupload, wrapper};
-use serde::Serialize;
+use pod_utils::gcsupload;
+use pod_utils::prowapi::{GcsConfiguration, Refs};
 use serde_json::json;
 
 use super::{
-    BUCKET, Container, Image, Mount, PROXY_ENDPOINT, Pod, PodSecurityContext, STORAGE_ENDPOINT,
-    SecurityContext, Storage, Volume, VolumeSource,
+    BUCKET, Mount, PROXY_ENDPOINT, Pod, PodSecurityContext, STORAGE_ENDPOINT, Storage, Volume,
+    VolumeSource,
 };
-use crate::fixture::{Fixture, RefsSpec, StorageKind};
-use crate::git::{self, BuiltRepo};
-use crate::utility::Utility;
+use crate::fixture::{Fixture, StorageKind};
+use crate::git::BuiltRepo;
 
 const LOGS: &str = "/logs";
 const TOOLS: &str = "/tools";
@@ -68,315 +75,119 @@ fn gcs_configuration(f: &Fixture) -> GcsConfiguration {
     }
 }
 
-/// Builds the pod for `f`, with its repositories already built.
-pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod> {
-    let d = &f.decoration;
-    let spec = job_spec(f, repos)?;
-    let storage = storage(f);
-    let all_refs: Vec<Refs> = spec.refs.iter().chain(&spec.extra_refs).cloned().collect();
-    let clones = !d.skip_cloning && !all_refs.is_empty();
+/// What the container builders share, worked out once from the fixture: the job spec and its
+/// text, the refs to clone, the upload options and how the utilities reach storage.
+struct Plan<'a> {
+    f: &'a Fixture,
+    spec: JobSpec,
+    spec_json: String,
+    storage: Storage,
+    all_refs: Vec<Refs>,
+    clones: bool,
+    upload: gcsupload::Options,
+    /// What the test harness adds to reach its storage server: the emulator variable Google's
+    /// clients honour (s3 goes through the credentials file instead).
+    storage_env: Vec<(String, String)>,
+    /// Upstream's order: the credentials' mounts, and in the sidecar the secrets, before output.
+    blob_mounts: Vec<Mount>,
+    output_mount: Option<Mount>,
+}
 
-    let mut gcs = gcs_configuration(f);
-    if storage == Storage::Local {
-        gcs.local_output_dir = OUTPUT.to_string();
-    }
-    let upload = gcsupload::Options {
-        gcs: gcs.clone(),
-        s3_credentials_file: if storage == Storage::S3 {
-            format!("{S3_CREDS_DIR}/service-account.json")
-        } else {
-            String::new()
-        },
-        dry_run: false,
-        ..Default::default()
-    };
-    let spec_json = encode_job_spec(f, &spec)?;
-    // What the test harness adds to reach its storage server: the emulator variable Google's
-    // clients honour (s3 goes through the credentials file instead).
-    let storage_env: Vec<(String, String)> = match storage {
-        Storage::Gcs => vec![("STORAGE_EMULATOR_HOST".into(), STORAGE_ENDPOINT.into())],
-        _ => vec![],
-    };
-    // Upstream's order: the credentials' mounts, and in the sidecar the secrets, before output.
-    let blob_mounts: Vec<Mount> = match storage {
-        Storage::S3 => vec![mount("s3-credentials", S3_CREDS_DIR)],
-        _ => vec![],
-    };
-    let output_mount = (storage == Storage::Local).then(|| mount("output", OUTPUT));
-
-    let mut volumes: Vec<Volume> = f
-        .secrets
-        .iter()
-        .map(|(name, files)| Volume {
-            name: name.clone(),
-            source: VolumeSource::Secret(files.clone()),
-        })
-        .collect();
-    volumes.push(Volume {
-        name: "logs".into(),
-        source: VolumeSource::EmptyDir,
-    });
-    volumes.push(Volume {
-        name: "tools".into(),
-        source: VolumeSource::EmptyDir,
-    });
-    if storage == Storage::S3 {
-        let creds = json!({
-            "region": "us-east-1", "endpoint": STORAGE_ENDPOINT, "insecure": true,
-            "s3_force_path_style": true, "access_key": "tetrapod", "secret_key": "tetrapod",
-        });
-        let files = BTreeMap::from([("service-account.json".to_string(), creds.to_string())]);
-        volumes.push(Volume {
-            name: "s3-credentials".into(),
-            source: VolumeSource::Secret(files),
-        });
-    }
-    if storage == Storage::Local {
-        volumes.push(Volume {
-            name: "output".into(),
-            source: VolumeSource::EmptyDir,
-        });
-    }
-
-    let mut init = Vec::new();
-    if clones {
-        // clonerefs' own /tmp (it keeps known_hosts there), then the lab's fixture remotes, as
-        // a clone volume like upstream's key secrets, then the code.
-        for (name, source) in [
-            ("clonerefs-tmp", VolumeSource::EmptyDir),
-            ("repos", VolumeSource::HostPath(git::REPOS_ROOT.into())),
-            ("code", VolumeSource::EmptyDir),
-        ] {
-            volumes.push(Volume {
-                name: name.into(),
-                source,
-            });
+impl<'a> Plan<'a> {
+    fn new(f: &'a Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Self> {
+        let spec = job_spec(f, repos)?;
+        let storage = storage(f);
+        let all_refs: Vec<Refs> = spec.refs.iter().chain(&spec.extra_refs).cloned().collect();
+        let clones = !f.decoration.skip_cloning && !all_refs.is_empty();
+        let mut gcs = gcs_configuration(f);
+        if storage == Storage::Local {
+            gcs.local_output_dir = OUTPUT.to_string();
         }
-        let opts = clonerefs::Options {
-            src_root: CODE.into(),
-            log: format!("{LOGS}/clone.json"),
-            git_user_name: "ci-robot".into(),
-            git_user_email: "ci-robot@k8s.io".into(),
-            refs: all_refs.clone(),
-            github_api_endpoints: vec!["https://api.github.com".into()],
+        let upload = gcsupload::Options {
+            gcs,
+            s3_credentials_file: if storage == Storage::S3 {
+                format!("{S3_CREDS_DIR}/service-account.json")
+            } else {
+                String::new()
+            },
+            dry_run: false,
             ..Default::default()
         };
-        init.push(Container {
-            name: Utility::Clonerefs.name().into(),
-            image: Image::Utility(Utility::Clonerefs),
-            command: None,
-            args: vec![],
-            env: vec![(
-                Utility::Clonerefs.options_var().into(),
-                serde_json::to_string(&opts)?,
-            )],
-            mounts: vec![
-                mount("logs", LOGS),
-                mount("code", CODE),
-                mount("clonerefs-tmp", "/tmp"),
-                mount("repos", git::REPOS_ROOT),
-            ],
-            working_dir: None,
-            security: SecurityContext::default(),
-        });
+        Ok(Plan {
+            spec_json: job_spec::encode_job_spec(f, &spec)?,
+            f,
+            spec,
+            storage,
+            all_refs,
+            clones,
+            upload,
+            storage_env: match storage {
+                Storage::Gcs => vec![("STORAGE_EMULATOR_HOST".into(), STORAGE_ENDPOINT.into())],
+                _ => vec![],
+            },
+            blob_mounts: match storage {
+                Storage::S3 => vec![mount("s3-credentials", S3_CREDS_DIR)],
+                _ => vec![],
+            },
+            output_mount: (storage == Storage::Local).then(|| mount("output", OUTPUT)),
+        })
     }
-    let initupload_opts = initupload::Options {
-        gcs: upload.clone(),
-        log: if clones {
-            format!("{LOGS}/clone.json")
-        } else {
-            String::new()
-        },
-    };
-    let mut env = vec![
-        (
-            Utility::Initupload.options_var().to_string(),
-            serde_json::to_string(&initupload_opts)?,
-        ),
-        ("JOB_SPEC".to_string(), spec_json.clone()),
-    ];
-    env.extend(storage_env.iter().cloned());
-    env.sort();
-    let mut mounts = if clones {
-        vec![mount("logs", LOGS)]
-    } else {
-        vec![]
-    };
-    mounts.extend(blob_mounts.iter().cloned());
-    mounts.extend(output_mount.clone());
-    init.push(Container {
-        name: Utility::Initupload.name().into(),
-        image: Image::Utility(Utility::Initupload),
-        command: None,
-        args: vec![],
-        env,
-        mounts,
-        working_dir: None,
-        security: SecurityContext::default(),
-    });
-    init.push(Container {
-        name: "place-entrypoint".into(),
-        image: Image::Utility(Utility::Entrypoint),
-        command: None,
-        args: vec!["--copy-mode-only".into()],
-        env: vec![],
-        mounts: vec![mount("tools", TOOLS)],
-        working_dir: None,
-        security: SecurityContext::default(),
-    });
 
-    let timeout = duration::parse(&d.timeout).context("decoration.timeout")?;
-    let grace = duration::parse(&d.grace_period).context("decoration.grace_period")?;
-    let single = f.containers.len() == 1;
-    let workdir = if clones {
-        let first = all_refs.iter().find(|r| r.workdir).or(all_refs.first());
-        first.map(|r| clone::path_for_refs(CODE, r))
-    } else {
-        None
-    };
-    let mut containers = Vec::new();
-    let mut entries = Vec::new();
-    let mut censor_dirs = Vec::new();
-    for c in &f.containers {
-        let name = if single {
-            "test".to_string()
-        } else {
-            c.name.clone()
-        };
-        let (log, marker, metadata) = if single {
-            (
-                format!("{LOGS}/process-log.txt"),
-                format!("{LOGS}/marker-file.txt"),
-                format!("{LOGS}/artifacts/metadata.json"),
-            )
-        } else {
-            (
-                format!("{LOGS}/{name}-log.txt"),
-                format!("{LOGS}/{name}-marker.txt"),
-                format!("{LOGS}/artifacts/{name}-metadata.json"),
-            )
-        };
-        let args = match &c.command {
-            Some(cmd) => cmd.clone(),
-            None => {
-                let mut args = vec![Image::FixtureJob.entrypoint()];
-                args.extend(c.steps.iter().cloned());
-                args
-            }
-        };
-        let w = wrapper::Options {
-            args,
-            container_name: name.clone(),
-            process_log: log,
-            marker_file: marker,
-            metadata_file: metadata,
-        };
-        let ep = entrypoint::Options {
-            timeout,
-            grace_period: grace,
-            artifact_dir: format!("{LOGS}/artifacts"),
-            wrapper: w.clone(),
-            ..Default::default()
-        };
-        let mut mounts: Vec<Mount> = c
+    /// The pod's volumes, in upstream's order: secrets, logs, tools, the blob credentials, the
+    /// local output, then clonerefs' own.
+    fn volumes(&self) -> Vec<Volume> {
+        let mut volumes: Vec<Volume> = self
+            .f
             .secrets
             .iter()
-            .map(|s| mount(s, &format!("/etc/{s}")))
+            .map(|(name, files)| Volume {
+                name: name.clone(),
+                source: VolumeSource::Secret(files.clone()),
+            })
             .collect();
-        if d.censor_secrets {
-            censor_dirs.extend(mounts.iter().map(|m| m.path.clone()));
+        for name in ["logs", "tools"] {
+            volumes.push(Volume {
+                name: name.into(),
+                source: VolumeSource::EmptyDir,
+            });
         }
-        mounts.push(mount("logs", LOGS));
-        mounts.push(mount("tools", TOOLS));
-        if clones {
-            mounts.push(mount("code", CODE));
+        if self.storage == Storage::S3 {
+            let creds = json!({
+                "region": "us-east-1", "endpoint": STORAGE_ENDPOINT, "insecure": true,
+                "s3_force_path_style": true, "access_key": "tetrapod", "secret_key": "tetrapod",
+            });
+            let files = BTreeMap::from([("service-account.json".to_string(), creds.to_string())]);
+            volumes.push(Volume {
+                name: "s3-credentials".into(),
+                source: VolumeSource::Secret(files),
+            });
         }
-        let mut env: Vec<(String, String)> =
-            c.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let mut downward = spec.env(true);
-        downward.push(("ARTIFACTS".into(), format!("{LOGS}/artifacts")));
-        downward.push(("GOPATH".into(), CODE.into()));
-        // The controller gives every container the same JOB_SPEC text.
-        for (k, v) in &mut downward {
-            if k == "JOB_SPEC" {
-                v.clone_from(&spec_json);
-            }
+        if self.storage == Storage::Local {
+            volumes.push(Volume {
+                name: "output".into(),
+                source: VolumeSource::EmptyDir,
+            });
         }
-        downward.sort();
-        env.extend(downward);
-        // Not Prow's: tells the fixture job program where this container's metadata goes, since
-        // with several containers each has its own file in the shared artifacts folder.
-        env.push(("FIXTURE_METADATA_FILE".into(), w.metadata_file.clone()));
-        env.push((
-            Utility::Entrypoint.options_var().into(),
-            serde_json::to_string(&ep)?,
-        ));
-        containers.push(Container {
-            name,
-            image: Image::FixtureJob,
-            command: Some(vec![format!("{TOOLS}/entrypoint")]),
-            args: vec![],
-            env,
-            mounts,
-            working_dir: workdir.clone(),
-            security: SecurityContext {
-                run_as_user: c.run_as_user,
-                run_as_group: c.run_as_group,
-            },
-        });
-        entries.push(w);
+        if self.clones {
+            volumes.extend(clonerefs::volumes());
+        }
+        volumes
     }
-    // Upstream copies five fields of decoration_config.censoring_options; the lab passes the
-    // table whole, so a fixture can also set the sidecar's ini_filenames.
-    let mut censoring: sidecar::options::CensoringOptions = match &d.censoring_options {
-        Some(table) => serde_json::from_value(serde_json::to_value(table)?)
-            .context("decoration.censoring_options")?,
-        None => Default::default(),
-    };
-    censoring.secret_directories = censor_dirs;
-    let mut sidecar_gcs = upload.clone();
-    sidecar_gcs.items = vec![format!("{LOGS}/artifacts")];
-    let sidecar_opts = sidecar::Options {
-        gcs_options: sidecar_gcs,
-        entries,
-        ignore_interrupts: d.upload_ignores_interrupts,
-        censoring_options: Some(censoring),
-        ..Default::default()
-    };
-    let mut env = vec![
-        ("JOB_SPEC".to_string(), spec_json),
-        (
-            Utility::Sidecar.options_var().to_string(),
-            serde_json::to_string(&sidecar_opts)?,
-        ),
-    ];
-    env.extend(storage_env);
-    env.sort();
-    let mut mounts = vec![mount("logs", LOGS)];
-    mounts.extend(blob_mounts);
-    if d.censor_secrets {
-        for c in &f.containers {
-            for s in &c.secrets {
-                let m = mount(s, &format!("/etc/{s}"));
-                // Upstream appends a secret once per container mounting it; Kubernetes rejects
-                // a container whose mount paths repeat, so the lab mounts it once.
-                if !mounts.contains(&m) {
-                    mounts.push(m);
-                }
-            }
-        }
+}
+
+/// Builds the pod for `f`, with its repositories already built.
+pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod> {
+    let plan = Plan::new(f, repos)?;
+    let mut init = Vec::new();
+    if plan.clones {
+        init.push(clonerefs::container(&plan)?);
     }
-    mounts.extend(output_mount);
-    containers.push(Container {
-        name: Utility::Sidecar.name().into(),
-        image: Image::Utility(Utility::Sidecar),
-        command: None,
-        args: vec![],
-        env,
-        mounts,
-        working_dir: None,
-        security: SecurityContext::default(),
-    });
+    init.push(initupload::container(&plan)?);
+    init.push(place_entrypoint::container());
+
+    let tests = test_container::containers(&plan)?;
+    let mut containers = tests.containers;
+    containers.push(sidecar::container(&plan, tests.entries, tests.censor_dirs)?);
 
     if f.proxy {
         // A cluster-wide proxy injector sets these on every container, utilities included.
@@ -389,18 +200,11 @@ pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod>
         }
     }
 
-    let checkouts = if clones {
-        all_refs
-            .iter()
-            .map(|r| clone::path_for_refs(CODE, r))
-            .collect()
-    } else {
-        vec![]
-    };
+    let d = &f.decoration;
     Ok(Pod {
         name: f.name.clone(),
-        storage,
-        volumes,
+        storage: plan.storage,
+        volumes: plan.volumes(),
         // As the controller does: the decoration's users fill what the job's pod spec left
         // unset (the lab's jobs set none of their own).
         security: PodSecurityContext {
@@ -411,171 +215,15 @@ pub fn decorate(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<Pod>
         init_containers: init,
         containers,
         delete_after_ms: f.delete_after_ms,
-        checkouts,
+        checkouts: clonerefs::checkouts(&plan),
         proxy: f.proxy,
-    })
-}
-
-/// `decoration_config` as JOB_SPEC carries it: what the fixture's decoration sets, in the field
-/// order of upstream's `DecorationConfig` (Go encodes struct fields in order; a
-/// `serde_json::Value` would sort them). Booleans appear only when set, as Go's pointers.
-#[derive(Serialize)]
-struct DecorationConfig {
-    timeout: String,
-    grace_period: String,
-    gcs_configuration: GcsConfiguration,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    s3_credentials_secret: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    skip_cloning: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    censor_secrets: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    censoring_options: Option<CensoringConfig>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    upload_ignores_interrupts: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    run_as_user: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    run_as_group: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fs_group: Option<u32>,
-}
-
-/// Upstream's `CensoringOptions` of the decoration: the sidecar's fields it knows of.
-#[derive(Serialize)]
-struct CensoringConfig {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    censoring_concurrency: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    censoring_buffer_size: Option<i64>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    include_directories: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    exclude_directories: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    minimum_secret_length: Option<i64>,
-}
-
-fn decoration_config(f: &Fixture) -> Result<DecorationConfig> {
-    let d = &f.decoration;
-    let censoring_options = match &d.censoring_options {
-        Some(table) => {
-            let c: sidecar::options::CensoringOptions =
-                serde_json::from_value(serde_json::to_value(table)?)
-                    .context("decoration.censoring_options")?;
-            Some(CensoringConfig {
-                censoring_concurrency: c.censoring_concurrency,
-                censoring_buffer_size: c.censoring_buffer_size,
-                include_directories: c.include_directories,
-                exclude_directories: c.exclude_directories,
-                minimum_secret_length: c.minimum_secret_length,
-            })
-        }
-        None => None,
-    };
-    Ok(DecorationConfig {
-        timeout: duration::format(duration::parse(&d.timeout).context("decoration.timeout")?),
-        grace_period: duration::format(
-            duration::parse(&d.grace_period).context("decoration.grace_period")?,
-        ),
-        gcs_configuration: gcs_configuration(f),
-        s3_credentials_secret: (storage(f) == Storage::S3).then_some("s3-credentials"),
-        skip_cloning: d.skip_cloning.then_some(true),
-        censor_secrets: d.censor_secrets.then_some(true),
-        censoring_options,
-        upload_ignores_interrupts: d.upload_ignores_interrupts.then_some(true),
-        run_as_user: d.run_as_user,
-        run_as_group: d.run_as_group,
-        fs_group: d.fs_group,
-    })
-}
-
-/// JOB_SPEC's text: `spec`'s fields, then its decoration in upstream's field order.
-fn encode_job_spec(f: &Fixture, spec: &JobSpec) -> Result<String> {
-    #[derive(Serialize)]
-    struct Encoded<'a> {
-        #[serde(flatten)]
-        spec: &'a JobSpec,
-        decoration_config: DecorationConfig,
-    }
-    let spec = JobSpec {
-        decoration_config: None,
-        ..spec.clone()
-    };
-    Ok(serde_json::to_string(&Encoded {
-        spec: &spec,
-        decoration_config: decoration_config(f)?,
-    })?)
-}
-
-/// The JobSpec the controller would write, with SHAs resolved from the built repositories.
-pub fn job_spec(f: &Fixture, repos: &BTreeMap<String, BuiltRepo>) -> Result<JobSpec> {
-    let refs = |r: &RefsSpec| -> Result<Refs> { to_refs(f, r, repos) };
-    let decoration = serde_json::to_value(decoration_config(f)?)?;
-    Ok(JobSpec {
-        type_: f.job.type_.clone(),
-        job: f.job.name.clone(),
-        build_id: f.job.build_id.clone(),
-        prow_job_id: format!("lab-{}", f.name),
-        refs: f.job.refs.as_ref().map(refs).transpose()?,
-        extra_refs: f.job.extra_refs.iter().map(refs).collect::<Result<_>>()?,
-        decoration_config: Some(decoration),
-    })
-}
-
-fn to_refs(f: &Fixture, r: &RefsSpec, repos: &BTreeMap<String, BuiltRepo>) -> Result<Refs> {
-    let repo = repos.get(&r.recipe);
-    let sha_of = |branch: &str| -> Result<String> {
-        repo.and_then(|b| b.branches.get(branch).cloned())
-            .with_context(|| format!("recipe {} has no branch {branch}", r.recipe))
-    };
-    let pulls: Vec<Pull> = r
-        .pulls
-        .iter()
-        .map(|p| -> Result<Pull> {
-            Ok(Pull {
-                number: p.number,
-                author: "fixture-author".into(),
-                sha: if p.with_sha {
-                    sha_of(&p.branch)?
-                } else {
-                    String::new()
-                },
-                title: format!("Pull {}", p.number),
-                head_ref: p.branch.clone(),
-                ..Default::default()
-            })
-        })
-        .collect::<Result<_>>()?;
-    let uri = match repo {
-        Some(b) => b.uri(),
-        // An unreachable remote: the clone must fail.
-        None => format!("file://{}", git::repo_path(&f.name, &r.recipe).display()),
-    };
-    Ok(Refs {
-        org: r.org.clone(),
-        repo: r.repo.clone(),
-        base_ref: r.base_ref.clone(),
-        base_sha: if r.pin_base_sha {
-            sha_of(&r.base_ref)?
-        } else {
-            String::new()
-        },
-        pulls: (!pulls.is_empty()).then_some(pulls),
-        path_alias: r.path_alias.clone().unwrap_or_default(),
-        workdir: r.workdir,
-        clone_uri: uri,
-        skip_submodules: r.skip_submodules,
-        clone_depth: r.clone_depth,
-        skip_fetch_head: r.skip_fetch_head,
-        ..Default::default()
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pod::SecurityContext;
 
     fn fixture(text: &str) -> Fixture {
         toml::from_str(text).unwrap()
