@@ -68,6 +68,12 @@ pub fn debug_binary(arch: Arch, bin: &str) -> PathBuf {
 /// Builds every lab binary for `arches` in one cargo invocation (cargo schedules across targets),
 /// then strips, places and checks them.
 pub fn build(tc: &Toolchain, arches: &[Arch]) -> Result<()> {
+    build_with(tc, arches, false)
+}
+
+/// [`build`], optionally with cargo's `--timings` report (written under the cross target dir's
+/// `cargo-timings/`, whose path is printed): where a cold build's minutes go, per crate and arch.
+pub fn build_with(tc: &Toolchain, arches: &[Arch], timings: bool) -> Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let totals = progress::totals(&cargo, &workspace_root(), LAB_PROGRAMS, arches);
     let mut cmd = Command::new(&cargo);
@@ -86,6 +92,9 @@ pub fn build(tc: &Toolchain, arches: &[Arch]) -> Result<()> {
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET");
+    if timings {
+        cmd.arg("--timings");
+    }
     for bin in LAB_PROGRAMS {
         cmd.args(["--bin", bin]);
     }

@@ -158,7 +158,7 @@ pub fn debug(args: &DebugArgs) -> Result<DebugReport> {
             container_program(&pod, &suspect)
         };
         let debug_bin = build::debug_binary(arch, &program);
-        let port = pod_utils::testsupport::free_port()?;
+        let port = testsupport::free_port()?;
         let opts = RunOptions {
             gdb: Some(GdbStop {
                 container: suspect.clone(),

@@ -4,7 +4,7 @@ build ([`build`], with [`toolchain`] and the arch table in [`target`]) -> decora
 ([`pod`], from a [`fixture`]) -> run it ([`backend`]: one [`backend::lifecycle`], any
 backend; [`runner`], [`probe`]) -> observe ([`observe`]) -> normalise ([`normalise`]) -> render
 ([`render`]) -> compare ([`compare`]) -> report ([`report`], [`triage`]). [`cases`] chains the
-steps for one case. [`image`] packages the built binaries as OCI images.
+steps for one case; [`matrix`] runs every case on every arch. [`image`] packages the built binaries as OCI images.
 */
 
 pub mod backend;
@@ -16,6 +16,7 @@ pub mod exit;
 pub mod fixture;
 pub mod git;
 pub mod image;
+pub mod matrix;
 pub mod normalise;
 pub mod observe;
 pub mod pitfalls;

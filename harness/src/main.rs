@@ -1,18 +1,14 @@
 //! The lab's command line: a thin wrapper over the `harness` library.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use harness::backend::{BackendKind, PodRun, RunOptions};
-use harness::cases::Case;
-use harness::report::{self, Cell, Report};
-use harness::target::{Arch, Selection};
+use harness::backend::{BackendKind, RunOptions};
+use harness::target::Selection;
 use harness::toolchain::Toolchain;
-use harness::triage::Triage;
-use harness::{build, cases, compare, debug, image, runner::Runner};
+use harness::{build, debug, image, matrix, runner::Runner};
 
 /// tetrapod's emulation lab: builds the pod utilities for amd64, arm64, ppc64le and s390x and
 /// proves they behave the same.
@@ -30,6 +26,9 @@ enum Cmd {
         /// amd64, arm64, ppc64le, s390x or all
         #[arg(long, default_value = "all")]
         arch: Selection,
+        /// Also write cargo's timing report (per crate and arch) under the cross target dir
+        #[arg(long)]
+        timings: bool,
     },
     /// Run one lab binary for an arch (under qemu for foreign arches)
     Run {
@@ -135,10 +134,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let tc = Toolchain::load()?;
             println!("{}", serde_json::to_string_pretty(&tc)?);
         }
-        Cmd::Build { arch } => {
+        Cmd::Build { arch, timings } => {
             let tc = Toolchain::load()?;
             let arches = arch.0;
-            build::build(&tc, &arches)?;
+            build::build_with(&tc, &arches, timings)?;
             for a in arches {
                 for b in harness::utility::ALL.map(|u| u.name()) {
                     let p = build::binary(a, b);
@@ -249,7 +248,7 @@ layout: {}",
                 backend,
                 ..Default::default()
             };
-            let report = matrix(&tc, &arches, selftest, qemu.as_deref(), &opts, jobs)?;
+            let report = matrix::run(&tc, &arches, selftest, qemu.as_deref(), &opts, jobs)?;
             print!("{}", report.markdown());
             let path = report.write()?;
             println!("\nreport: {}", path.display());
@@ -259,119 +258,4 @@ layout: {}",
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn matrix<'a>(
-    tc: &'a Toolchain,
-    arches: &[Arch],
-    selftest: bool,
-    qemu: Option<&Path>,
-    opts: &RunOptions,
-    jobs: usize,
-) -> Result<Report<'a>> {
-    let start = Instant::now();
-    let mut cases = cases::all()?;
-    if selftest {
-        cases.extend(cases::selftests()?);
-    }
-    let mut emulators = Vec::new();
-    let mut runners = Vec::new();
-    for &arch in arches {
-        let runner = Runner::new(arch, debug::resolve_qemu(arch, qemu)?)?;
-        emulators.push((arch, runner.emulator_version()?));
-        runners.push(runner);
-    }
-    // Case by case, every arch in turn: the arches share the machine's load alike, so their
-    // summed cell times compare fairly even though cells run side by side.
-    let work: Vec<(usize, usize)> = (0..cases.len())
-        .flat_map(|c| (0..runners.len()).map(move |a| (a, c)))
-        .collect();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let done = std::sync::Mutex::new(Vec::with_capacity(work.len()));
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.max(1) {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(&(a, c)) = work.get(i) else { break };
-                    let cell = run_cell(&runners[a], &cases[c], opts);
-                    done.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(((a, c), cell));
-                }
-            });
-        }
-    });
-    let mut cells = done.into_inner().unwrap_or_else(|e| e.into_inner());
-    // The report lists arch by arch, cases in their order.
-    cells.sort_by_key(|(key, _)| *key);
-    Ok(Report {
-        toolchain: tc,
-        emulators,
-        arches: arches.to_vec(),
-        cells: cells.into_iter().map(|(_, cell)| cell).collect(),
-        wall: start.elapsed(),
-        jobs,
-    })
-}
-
-/// Runs one case on one arch and compares it with its golden; a red fixture cell gets a triage.
-fn run_cell(runner: &Runner, case: &Case, opts: &RunOptions) -> Cell {
-    let t = Instant::now();
-    let name = case.name();
-    let mut triage = None;
-    let (failure, diff) = match case.run(runner, opts) {
-        Err(e) => (Some(format!("{e:#}")), None),
-        Ok(outcome) => {
-            let got = outcome.text;
-            let (first, diff) = match compare::golden(&name) {
-                None => (Some(format!("no golden {name}.snap")), None),
-                Some(want) => {
-                    let first = compare::first_difference(&want, &got);
-                    let diff = first.as_ref().map(|_| report::unified_diff(&want, &got));
-                    (first, diff)
-                }
-            };
-            if let (Some(_), Some(run), Some(fixture)) = (&first, &outcome.pod, case.fixture_name())
-            {
-                triage = Some(triage_cell(runner, case, run, fixture, opts));
-            }
-            (first, diff)
-        }
-    };
-    Cell {
-        arch: runner.arch,
-        row: case.test_name(),
-        elapsed: t.elapsed(),
-        failure,
-        diff,
-        triage,
-    }
-}
-
-/// A failing fixture cell's triage: from its run, plus (under emulation) the tail of a syscall
-/// trace of the suspect container from a second, traced run.
-fn triage_cell(
-    runner: &Runner,
-    case: &Case,
-    run: &PodRun,
-    fixture: &str,
-    opts: &RunOptions,
-) -> Triage {
-    let mut t = Triage::from_pod(run, runner.arch, fixture);
-    // Syscall traces are a qemu-backend feature.
-    if runner.emulator.is_some() && opts.backend == BackendKind::Qemu {
-        if let Some(suspect) = t.suspect(run) {
-            let opts = RunOptions {
-                strace: Some(suspect),
-                ..Default::default()
-            };
-            if let Ok(traced) = case.run(runner, &opts) {
-                if let Some(d) = traced.pod.and_then(|p| p.trace_dir) {
-                    t.strace_tails = harness::triage::strace_tails(&d);
-                }
-            }
-        }
-    }
-    t
 }

@@ -244,12 +244,3 @@ fn esc(s: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
-
-/// The unified diff from `want` (the golden) to `got`.
-pub fn unified_diff(want: &str, got: &str) -> String {
-    similar::TextDiff::from_lines(want, got)
-        .unified_diff()
-        .context_radius(3)
-        .header("golden", "observed")
-        .to_string()
-}

@@ -41,7 +41,7 @@ pub enum ToolchainError {
     Stale(String),
 }
 
-pub use pod_utils::testsupport::cache_dir;
+pub use testsupport::cache_dir;
 
 impl Toolchain {
     /// Reads and sanity-checks the record.

@@ -20,7 +20,7 @@ use harness::runner::Runner;
 use harness::target::{ALL, Arch};
 use harness::toolchain::Toolchain;
 use harness::{build, image::push::Destination};
-use pod_utils::testsupport::free_port;
+use testsupport::free_port;
 
 const TAG: &str = "t1";
 

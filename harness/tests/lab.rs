@@ -5,7 +5,6 @@
 //! runner, builds the selected arches' binaries once, then runs one test per
 //! (arch, case). Every arch compares with the same golden in `tests/snapshots/`.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::ExitCode;
 
 use harness::backend::{BackendKind, RunOptions};
@@ -49,7 +48,7 @@ fn main() -> ExitCode {
         && match harness::backend::docker::engine::available() {
             Ok(()) => false,
             Err(why) => {
-                pod_utils::testsupport::skip_or_fail::<()>("Docker Engine", why);
+                testsupport::skip_or_fail::<()>("Docker Engine", why);
                 true
             }
         };
@@ -176,28 +175,9 @@ fn case_check(arch: Arch, case: &Case, opts: &RunOptions) -> Result<(), Failed> 
     case_matches(arch, &case.name(), &case.description(), &got)
 }
 
-/// Compares with the golden through insta (so `cargo insta review` works) and turns a mismatch
-/// into a one-line failure naming the arch and the first differing line.
+/// Compares with the golden (through insta, see `compare::assert_golden`).
 fn case_matches(arch: Arch, name: &str, description: &str, got: &str) -> Result<(), Failed> {
-    let diff = compare::golden(name).and_then(|want| compare::first_difference(&want, got));
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        insta::with_settings!({
-            snapshot_path => compare::snapshot_dir(),
-            prepend_module_to_snapshot => false,
-            omit_expression => true,
-            description => description,
-        }, {
-            insta::assert_snapshot!(name, got);
-        });
-    }));
-    match result {
-        Ok(()) => Ok(()),
-        Err(_) => Err(format!(
-            "{arch} differs from golden {name}: {}",
-            diff.unwrap_or_else(|| "no golden yet (review with `cargo insta review`)".into())
-        )
-        .into()),
-    }
+    compare::assert_golden(arch, name, description, got).map_err(Failed::from)
 }
 
 /// Proves the lab catches an arch-sensitive bug: a fixture that prints a number hashed with

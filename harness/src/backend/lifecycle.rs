@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Result;
-use pod_utils::testsupport::{FakeGcs, Moto, StoredObject};
+use testsupport::{FakeGcs, Moto, StoredObject};
 
 use super::volumes::VolumeDir;
 use super::{Backend, Checkout, ContainerExit, POD_DEADLINE, PodRun, RunOptions};
@@ -39,7 +39,7 @@ impl StorageServer {
     fn objects(&self, volumes: &BTreeMap<String, VolumeDir>) -> Result<Vec<StoredObject>> {
         Ok(match self {
             StorageServer::Gcs(s) => s.objects(BUCKET),
-            StorageServer::GcsAt(base) => pod_utils::testsupport::gcs_objects(base, BUCKET),
+            StorageServer::GcsAt(base) => testsupport::gcs_objects(base, BUCKET),
             StorageServer::S3(s) => s.objects(BUCKET),
             StorageServer::None => match volumes.get("output") {
                 Some(v) => local_objects(&v.dir)?,

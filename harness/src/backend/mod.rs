@@ -22,7 +22,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Result;
-use pod_utils::testsupport::StoredObject;
+use testsupport::StoredObject;
 
 use crate::pod::{Container, Endpoints, Pod, Storage};
 use crate::probe::Probe;

@@ -7,7 +7,7 @@ then addresses storage by that name, so every object in the bucket came through 
 use std::net::IpAddr;
 
 use anyhow::{Context, Result, bail};
-use pod_utils::testsupport::Squid;
+use testsupport::Squid;
 
 use crate::pod::{Endpoints, PROXY_ONLY_HOST, Pod};
 

@@ -16,8 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use pod_utils::testsupport::{FakeGcs, Moto};
 use serde_json::Value;
+use testsupport::{FakeGcs, Moto};
 
 use super::lifecycle::StorageServer;
 use super::volumes::VolumeDir;

@@ -273,7 +273,7 @@ fn api_and_clone_go_through_the_proxy() {
         ("api.onlyproxy.invalid", localhost),
         ("git.onlyproxy.invalid", localhost),
     ];
-    let squid = pod_utils::testsupport::Squid::require(&hosts);
+    let squid = testsupport::Squid::require(&hosts);
     let lab = Lab::new();
     lab.standard_repo("r");
     let (key_file, api_port, seen, git) = app_and_git(&lab);

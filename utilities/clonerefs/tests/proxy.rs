@@ -5,10 +5,10 @@
 mod support;
 
 use pod_utils::clone::Record;
-use pod_utils::testsupport::Squid;
 use serde_json::json;
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use support::{HttpGitServer, Lab, run_ours_with};
+use testsupport::Squid;
 
 const ONLY_PROXY: &str = "git.onlyproxy.invalid";
 

@@ -1,12 +1,12 @@
 //! Black-box tests of the initupload binary: every job type against a real fake-gcs-server,
 //! S3 through moto, local mode, dry run, and the failure paths. Servers come from
-//! `pod_utils::testsupport` (skipped with a reason when the venv is missing, fatal under CI).
+//! `testsupport` (skipped with a reason when the venv is missing, fatal under CI).
 
 use std::path::Path;
 
 use assert_cmd::Command;
-use pod_utils::testsupport::{FakeGcs, Moto, StoredObject, gunzip};
 use serde_json::{Value, json};
+use testsupport::{FakeGcs, Moto, StoredObject, gunzip};
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
@@ -509,7 +509,7 @@ fn uploads_go_through_the_environments_proxy() {
         ("gcs.onlyproxy.invalid", localhost),
         ("onlyproxy-s3", localhost),
     ];
-    let squid = pod_utils::testsupport::Squid::require(&hosts);
+    let squid = testsupport::Squid::require(&hosts);
     let gcs = FakeGcs::require(&["bkt"]);
     let moto = Moto::require(&["prow-artifacts"]);
     let tmp = tempfile::tempdir().unwrap();

@@ -19,8 +19,6 @@ pub mod logging;
 pub mod options;
 pub mod prowapi;
 pub mod proxy;
-#[cfg(feature = "testsupport")]
-pub mod testsupport;
 pub mod wrapper;
 
 /// The command line, lossily decoded: upstream's flags are all text, and a non-UTF-8 argument

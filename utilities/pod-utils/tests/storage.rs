@@ -1,5 +1,5 @@
 //! The storage layer against real servers: fake-gcs-server (JSON API, multipart and resumable
-//! uploads) and moto (S3, single and multipart). Servers come from `pod_utils::testsupport`.
+//! uploads) and moto (S3, single and multipart). Servers come from `testsupport`.
 
 use std::time::Duration;
 
@@ -7,7 +7,7 @@ use pod_utils::downwardapi::JobSpec;
 use pod_utils::gcs::{self, Destination, MediaTypes, Targets, Upload, UploadConfig, WriterOptions};
 use pod_utils::gcsupload::{self, Options, UploadSource};
 use pod_utils::prowapi::GcsConfiguration;
-use pod_utils::testsupport::{FakeGcs, Moto, gunzip};
+use testsupport::{FakeGcs, Moto, gunzip};
 
 const CHUNK: usize = 256 * 1024;
 

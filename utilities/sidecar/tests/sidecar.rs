@@ -302,7 +302,7 @@ fn interrupt_uploads_aborted_then_final_status() {
     ignore = "needs fake-gcs-server: run qemu/provision"
 )]
 fn uploads_to_fake_gcs_server() {
-    use pod_utils::testsupport::FakeGcs;
+    use testsupport::FakeGcs;
     let gcs = FakeGcs::require(&["bucket"]);
     let sb = Sandbox::new();
     let secrets = sb.logs.join("secrets");

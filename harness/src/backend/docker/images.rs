@@ -83,10 +83,10 @@ pub fn fake_gcs(engine: &Engine) -> Result<String> {
     if let Some(id) = done.as_ref() {
         return Ok(id.clone());
     }
-    let bin = pod_utils::testsupport::FakeGcs::binary().with_context(|| {
+    let bin = testsupport::FakeGcs::binary().with_context(|| {
         format!(
             "no fake-gcs-server under {}: run `qemu/provision`",
-            pod_utils::testsupport::venv_dir().display()
+            testsupport::venv_dir().display()
         )
     })?;
     let out = dir().join("fake-gcs-server");

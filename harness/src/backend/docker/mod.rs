@@ -41,7 +41,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
 use futures_util::StreamExt;
-use pod_utils::testsupport::Moto;
+use testsupport::Moto;
 
 use super::lifecycle::StorageServer;
 use super::volumes::VolumeDir;
@@ -562,7 +562,7 @@ mod tests {
             endpoint,
             format!("{}:{GCS_PORT}", spec::gcs_name(&engine.run_id, seq))
         );
-        assert_eq!(pod_utils::testsupport::gcs_objects(&base, BUCKET), vec![]);
+        assert_eq!(testsupport::gcs_objects(&base, BUCKET), vec![]);
         drop(objects);
         let d = &engine.docker;
         assert!(engine.block_on(d.inspect_network(&net, None)).is_err());

@@ -1,5 +1,5 @@
 /*!
-Real storage servers for tests (feature `testsupport`): fake-gcs-server (the emulator upstream
+Real storage servers for tests, in a dev-only crate no shipped binary links: fake-gcs-server (the emulator upstream
 Prow's own integration tests use) and moto's S3 server, both from the project's Python venv
 (`$TETRAPOD_CACHE/venv`, default `$HOME/.cache/tetrapod/venv`, made by `qemu/provision`).
 
@@ -29,7 +29,7 @@ pub fn venv_dir() -> PathBuf {
 
 /// Applies the missing-tool policy: panic under `CI`, else print and return `None`.
 pub fn skip_or_fail<T>(what: &str, why: String) -> Option<T> {
-    if crate::env::lookup("CI").is_some_and(|v| !v.is_empty()) {
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
         panic!("{what} is required in CI: {why}");
     }
     eprintln!("SKIPPED: {what} unavailable: {why}");
