@@ -8,13 +8,13 @@ header (machine, byte order, static) before anyone runs it. Output:
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
-use object::Object;
-
 use crate::target::Arch;
 use crate::toolchain::Toolchain;
+use anyhow::{Context, Result, bail};
 
 mod progress;
+
+pub use crate::target::elf::{ElfError, ElfInfo, check_elf, elf_info};
 
 /// Everything the lab builds for every arch: the utilities (`utility::ALL`, a test keeps the two
 /// in step) and the fixture job program.
@@ -209,67 +209,5 @@ fn copy_replace(from: &Path, to: &Path) -> Result<()> {
     let tmp = to.with_extension("copy-tmp");
     std::fs::copy(from, &tmp).with_context(|| format!("copy {}", from.display()))?;
     std::fs::rename(&tmp, to)?;
-    Ok(())
-}
-
-/// What an ELF header says about a binary.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ElfInfo {
-    pub architecture: object::Architecture,
-    pub endianness: object::Endianness,
-    pub is_64: bool,
-    /// No program interpreter and no DT_NEEDED: runs without a loader or shared libraries.
-    pub is_static: bool,
-}
-
-pub fn elf_info(path: &Path) -> Result<ElfInfo> {
-    use object::read::elf::{Dyn, ElfFile64, ProgramHeader};
-    let data = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
-    let file = ElfFile64::<object::Endianness>::parse(&*data)
-        .with_context(|| format!("{} is not a 64-bit ELF file", path.display()))?;
-    let endian = file.endian();
-    let mut is_static = true;
-    for ph in file.elf_program_headers() {
-        if ph.p_type(endian) == object::elf::PT_INTERP {
-            is_static = false;
-        }
-        // A static-pie binary has a dynamic section, but never a DT_NEEDED library.
-        if let Ok(Some(dynamic)) = ph.dynamic(endian, &*data) {
-            if dynamic
-                .iter()
-                .any(|d| d.d_tag(endian) == u64::from(object::elf::DT_NEEDED))
-            {
-                is_static = false;
-            }
-        }
-    }
-    Ok(ElfInfo {
-        architecture: file.architecture(),
-        endianness: file.endianness(),
-        is_64: file.is_64(),
-        is_static,
-    })
-}
-
-/// Checks that `path` is a static 64-bit ELF for `arch`.
-pub fn check_elf(path: &Path, arch: Arch) -> Result<()> {
-    let info = elf_info(path)?;
-    let (machine, endian) = arch.elf();
-    if info.architecture != machine || info.endianness != endian || !info.is_64 {
-        bail!(
-            "{} is {:?} {:?}, expected {:?} {:?} for {arch}",
-            path.display(),
-            info.architecture,
-            info.endianness,
-            machine,
-            endian
-        );
-    }
-    if !info.is_static {
-        bail!(
-            "{} is dynamically linked; lab binaries must be static",
-            path.display()
-        );
-    }
     Ok(())
 }

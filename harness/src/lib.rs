@@ -25,7 +25,7 @@ pub mod probe;
 pub mod render;
 pub mod report;
 pub mod runner;
-pub mod target;
+pub use tetrapod_arch as target;
 pub mod toolchain;
 pub mod triage;
 pub mod utility;

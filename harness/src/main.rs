@@ -178,7 +178,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 build::build(tc.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?, &arch.0)?;
             }
             let rust = tc.ok().map(|t| t.rustc_release);
-            let set = image::build(&image::Options::new(arch.0, out, tag, rust)?)?;
+            let set = image::build(&image::options(arch.0, out, tag, rust)?)?;
             println!(
                 "{}
 layout: {}",
@@ -187,7 +187,7 @@ layout: {}",
             );
             if let Some(dest) = push {
                 let layout = image::layout::Layout::open(&set.dir)?;
-                for p in image::push::push(&layout, &set.tag, &dest)? {
+                for p in image::push::push(&layout, &image::programs(), &set.tag, &dest)? {
                     println!("pushed {} {}", p.reference, p.digest);
                 }
             }

@@ -32,7 +32,7 @@ struct Built {
 /// Options for a layout in `out`, with the default source facts and a fixed tag.
 fn options(out: PathBuf) -> Options {
     let rust = Toolchain::load().ok().map(|t| t.rustc_release);
-    Options::new(ALL.to_vec(), Some(out), Some(TAG.into()), rust).expect("image options")
+    image::options(ALL.to_vec(), Some(out), Some(TAG.into()), rust).expect("image options")
 }
 
 /// The lab's binaries for every arch (incremental: seconds when they are current).
@@ -630,9 +630,12 @@ fn push_to_a_real_registry_and_read_back() {
     let dest: Destination = format!("127.0.0.1:{}/tetrapod", registry.port)
         .parse()
         .unwrap();
-    let pushed = image::push::push(&l, TAG, &dest).unwrap();
+    let pushed = image::push::push(&l, &image::programs(), TAG, &dest).unwrap();
     // Twice: blobs already there are skipped, the referrers index is not duplicated.
-    assert_eq!(image::push::push(&l, TAG, &dest).unwrap(), pushed);
+    assert_eq!(
+        image::push::push(&l, &image::programs(), TAG, &dest).unwrap(),
+        pushed
+    );
     let port = registry.port;
     for p in image::programs() {
         let tags = get(port, &format!("/v2/tetrapod/{}/tags/list", p.name), "").unwrap();

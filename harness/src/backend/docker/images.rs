@@ -44,7 +44,7 @@ pub fn for_arch(engine: &Engine, arch: Arch) -> Result<Arc<Ids>> {
     }
     let out = dir().join(arch.name());
     let layout_dir = out.join("layout");
-    let opts = image::Options::new(vec![arch], Some(layout_dir.clone()), Some(TAG.into()), None)?;
+    let opts = image::options(vec![arch], Some(layout_dir.clone()), Some(TAG.into()), None)?;
     let set = image::build(&opts).with_context(|| format!("build the {arch} images"))?;
     let mut ids = Ids::new();
     let (mut loaded, mut kept) = (0, 0);

@@ -20,7 +20,7 @@ use oci_client::{Client, Reference};
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 
 use super::layout::{Layout, canonical_json};
-use super::{programs, ref_name, sbom_ref_name};
+use super::{Program, ref_name, sbom_ref_name};
 
 /// `--push REGISTRY/REPO-PREFIX`, e.g. `127.0.0.1:5000/tetrapod`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +77,12 @@ pub struct Pushed {
 }
 
 /// Pushes every shipped program of the layout at `layout_dir` tagged `tag`.
-pub fn push(layout: &Layout, tag: &str, dest: &Destination) -> Result<Vec<Pushed>> {
+pub fn push(
+    layout: &Layout,
+    programs: &[Program],
+    tag: &str,
+    dest: &Destination,
+) -> Result<Vec<Pushed>> {
     // reqwest is built without a default crypto provider: ring, already in the tree.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let protocol = if dest.is_loopback() {
@@ -107,7 +112,7 @@ pub fn push(layout: &Layout, tag: &str, dest: &Destination) -> Result<Vec<Pushed
             dest,
         };
         let mut out = Vec::new();
-        for program in programs().into_iter().filter(|p| p.shipped) {
+        for program in programs.iter().filter(|p| p.shipped) {
             out.extend(p.program(program.name, tag).await?);
         }
         Ok(out)
@@ -139,7 +144,7 @@ impl Pusher<'_> {
                 .as_ref()
                 .map(|p| p.architecture().to_string())
                 .context("index entry without a platform")?;
-            let arch = crate::target::ALL
+            let arch = tetrapod_arch::ALL
                 .into_iter()
                 .find(|a| a.oci_architecture() == arch_name)
                 .with_context(|| format!("unknown architecture {arch_name}"))?;

@@ -20,8 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::source::Source;
-use crate::build::{LAB_PROGRAMS, workspace_root};
-use crate::target::Arch;
+use tetrapod_arch::Arch;
 
 /// The SBOM's media type, as a layer and as the artifact type of its manifest.
 pub const MEDIA_TYPE: &str = "application/spdx+json";
@@ -243,15 +242,15 @@ pub struct Crates {
     metadata: Metadata,
     built: BTreeMap<String, BTreeSet<(String, String)>>,
     checksums: HashMap<(String, String), String>,
-    /// Debian's libssl-dev version when the lab build linked it (`build::prebuilt_openssl`).
+    /// Debian's libssl-dev version when the lab build linked it ([`crate::Built::openssl_deb`]).
     openssl_deb: Option<(String, String)>,
 }
 
 impl Crates {
     /// Asks cargo about `arch`'s target, for the lab's package selection.
-    pub fn load(arch: Arch) -> Result<Crates> {
+    pub fn load(lab: &crate::Built, arch: Arch) -> Result<Crates> {
         let triple = arch.target().triple.as_str();
-        let root = workspace_root();
+        let root = lab.workspace.clone();
         let meta = cargo(
             &root,
             &[
@@ -278,8 +277,8 @@ impl Crates {
             "-f",
             "{p}",
         ];
-        for p in LAB_PROGRAMS {
-            tree.extend(["-p", p]);
+        for p in &lab.programs {
+            tree.extend(["-p", p.name]);
         }
         let built = parse_tree(&String::from_utf8_lossy(&cargo(&root, &tree)?));
         let lock = std::fs::read_to_string(root.join("Cargo.lock")).context("read Cargo.lock")?;
@@ -287,8 +286,7 @@ impl Crates {
             metadata,
             built,
             checksums: lock_checksums(&lock)?,
-            openssl_deb: crate::build::prebuilt_openssl(arch)
-                .map(|v| (arch.target().debian.clone(), v)),
+            openssl_deb: (lab.openssl_deb)(arch).map(|v| (arch.target().debian.clone(), v)),
         })
     }
 
@@ -456,7 +454,7 @@ impl System {
     /// Asks dpkg for the libc packages the lab links against.
     pub fn probe(rust_release: Option<String>, ca_certificates: Option<String>) -> System {
         let mut glibc = BTreeMap::new();
-        for arch in crate::target::ALL {
+        for arch in tetrapod_arch::ALL {
             let pkg = match arch {
                 Arch::Amd64 => "libc6-dev".to_string(),
                 a => format!("libc6-dev-{}-cross", a.target().debian),

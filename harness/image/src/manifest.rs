@@ -15,7 +15,7 @@ use oci_spec::image::{
 
 use super::rootfs::{CA_BUNDLE_PATH, DEFAULT_GID, DEFAULT_UID};
 use super::source::Source;
-use crate::target::Arch;
+use tetrapod_arch::Arch;
 
 /// `PATH` as ko sets it, so the program is also found by name.
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/ko-app";
@@ -188,8 +188,8 @@ pub fn with_title(d: &Descriptor, title: &str) -> Result<Descriptor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::layout::canonical_json;
-    use crate::target::ALL;
+    use crate::layout::canonical_json;
+    use tetrapod_arch::ALL;
 
     fn source() -> Source {
         Source {

@@ -2,7 +2,8 @@
 Daemonless, reproducible OCI images of the pod utilities, the way ko builds Go images: for each
 program and arch, an image of two layers (a shared base with CA certificates and the `nonroot`
 user; the stripped lab binary at `/ko-app/<utility>`), a multi-arch index per program, and an
-SPDX SBOM per image, all written as one OCI image layout (default `target/lab/images/`).
+SPDX SBOM per image, all written as one OCI image layout. It reads what the lab's build left ([`Built`]: the
+workspace, the programs and where their binaries are) and knows nothing else of the lab.
 
 Names in the layout's `index.json` (`org.opencontainers.image.ref.name`):
 `<program>:<tag>` (the index), `<program>:<tag>-<arch>` (one arch, the suffix tags Prow users
@@ -30,11 +31,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use oci_spec::image::{Descriptor, MediaType};
 
-use crate::build;
-use crate::pod::FIXTURE_JOB_PATH;
-use crate::target::Arch;
 use rootfs::Layer;
 use source::Source;
+use tetrapod_arch::Arch;
+use tetrapod_arch::elf::check_elf;
 
 /// The size each image should stay under (compressed layers + config + manifest).
 pub const SIZE_TARGET: u64 = 5 * 1024 * 1024;
@@ -46,24 +46,6 @@ pub struct Program {
     pub path: String,
     /// Part of the published set (the utilities), or lab-only (the fixture job).
     pub shipped: bool,
-}
-
-/// The four utilities, then the fixture job.
-pub fn programs() -> Vec<Program> {
-    let mut out: Vec<_> = crate::utility::ALL
-        .iter()
-        .map(|u| Program {
-            name: u.name(),
-            path: u.image_path(),
-            shipped: true,
-        })
-        .collect();
-    out.push(Program {
-        name: "fixture-job",
-        path: FIXTURE_JOB_PATH.to_string(),
-        shipped: false,
-    });
-    out
 }
 
 /// `<program>:<tag>` for the index, `<program>:<tag>-<arch>` for one arch.
@@ -79,14 +61,26 @@ pub fn sbom_ref_name(program: &str, tag: &str, arch: Arch) -> String {
     format!("{}.sbom", ref_name(program, tag, Some(arch)))
 }
 
-/// `target/lab/images`.
-pub fn default_dir() -> PathBuf {
-    build::lab_dir().join("images")
+/// What the lab's build left for the images, as its caller lays it out: the image crate knows
+/// nothing of where binaries are built, only where to find them.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The cargo workspace the programs come from: its git facts, `Cargo.lock` and `cargo tree`
+    /// feed the image annotations and the SBOM.
+    pub workspace: PathBuf,
+    /// Every program, in image order; each is a binary crate of the workspace.
+    pub programs: Vec<Program>,
+    /// The stripped binary of `program` for `arch`.
+    pub binary: fn(Arch, &str) -> PathBuf,
+    /// Debian's libssl-dev version `arch`'s binaries link statically, when they do (else
+    /// openssl-src's build is in them, and the SBOM says which).
+    pub openssl_deb: fn(Arch) -> Option<String>,
 }
 
 /// One build of the image set.
 #[derive(Debug, Clone)]
 pub struct Options {
+    pub built: Built,
     pub arches: Vec<Arch>,
     pub out: PathBuf,
     pub tag: String,
@@ -95,21 +89,23 @@ pub struct Options {
 }
 
 impl Options {
-    /// Options from the command line's values: the default directory and tag
-    /// (`git describe --always --dirty`) when not given.
+    /// Options from the command line's values; the tag is `git describe --always --dirty` of
+    /// the workspace when not given.
     pub fn new(
+        built: Built,
         arches: Vec<Arch>,
-        out: Option<PathBuf>,
+        out: PathBuf,
         tag: Option<String>,
         rust_release: Option<String>,
     ) -> Result<Options> {
-        let source = Source::from_git(&build::workspace_root())?;
+        let source = Source::from_git(&built.workspace)?;
         let tag = tag.unwrap_or_else(|| source.describe.clone());
         source::check_tag(&tag)?;
         let (_, ca_version) = rootfs::ca_bundle()?;
         Ok(Options {
+            built,
             arches,
-            out: out.unwrap_or_else(default_dir),
+            out,
             tag,
             system: sbom::System::probe(rust_release, ca_version),
             source,
@@ -189,8 +185,7 @@ fn mib(n: u64) -> String {
     format!("{:.2} MiB", n as f64 / (1024.0 * 1024.0))
 }
 
-/// Builds every program's images for `opts.arches` from the binaries in `target/lab/<arch>/`
-/// and writes the layout to `opts.out`, replacing an earlier layout there.
+/// Builds every program's images for `opts.arches` from the built binaries and writes the layout to `opts.out`, replacing an earlier layout there.
 pub fn build(opts: &Options) -> Result<ImageSet> {
     let tmp = sibling(&opts.out, &format!("tmp-{}", std::process::id()))?;
     if tmp.exists() {
@@ -216,11 +211,11 @@ fn write_layout(opts: &Options, dir: &Path) -> Result<Vec<ProgramImages>> {
     let empty = w.blob(MediaType::EmptyJSON, b"{}")?;
     let mut crates = BTreeMap::new();
     for &arch in &opts.arches {
-        crates.insert(arch, sbom::Crates::load(arch)?);
+        crates.insert(arch, sbom::Crates::load(&opts.built, arch)?);
     }
     let mut out = Vec::new();
     let mut apps = program_layers(opts)?;
-    for program in programs() {
+    for program in &opts.built.programs {
         let mut images = Vec::new();
         for &arch in &opts.arches {
             let app = apps
@@ -283,7 +278,7 @@ fn write_layout(opts: &Options, dir: &Path) -> Result<Vec<ProgramImages>> {
         let idx_desc = w.json(MediaType::ImageIndex, &idx)?;
         w.name(idx_desc.clone(), &ref_name(program.name, &opts.tag, None));
         out.push(ProgramImages {
-            program,
+            program: program.clone(),
             index: idx_desc,
             images,
         });
@@ -303,8 +298,11 @@ struct ProgramLayer {
 
 /// Every program's layer for every arch, compressed on all cores (gzip is most of the time).
 fn program_layers(opts: &Options) -> Result<BTreeMap<(&'static str, Arch), ProgramLayer>> {
-    let jobs: Vec<(Program, Arch)> = programs()
-        .into_iter()
+    let jobs: Vec<(Program, Arch)> = opts
+        .built
+        .programs
+        .iter()
+        .cloned()
         .flat_map(|p| opts.arches.iter().map(move |&a| (p.clone(), a)))
         .collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -318,7 +316,7 @@ fn program_layers(opts: &Options) -> Result<BTreeMap<(&'static str, Arch), Progr
                     let Some((program, arch)) = jobs.get(i) else {
                         break;
                     };
-                    let r = program_layer(program, *arch, opts.source.epoch);
+                    let r = program_layer(&opts.built, program, *arch, opts.source.epoch);
                     results
                         .lock()
                         .expect("no panics while holding it")
@@ -334,15 +332,15 @@ fn program_layers(opts: &Options) -> Result<BTreeMap<(&'static str, Arch), Progr
     Ok(out)
 }
 
-fn program_layer(program: &Program, arch: Arch, epoch: u64) -> Result<ProgramLayer> {
-    let bin = build::binary(arch, program.name);
+fn program_layer(built: &Built, program: &Program, arch: Arch, epoch: u64) -> Result<ProgramLayer> {
+    let bin = (built.binary)(arch, program.name);
     let binary = std::fs::read(&bin).with_context(|| {
         format!(
             "read {} (build it: `cargo run -p harness -- build --arch {arch}`)",
             bin.display()
         )
     })?;
-    build::check_elf(&bin, arch)?;
+    check_elf(&bin, arch)?;
     let binary_size = binary.len() as u64;
     let binary_sha256 = rootfs::sha256(&binary)["sha256:".len()..].to_string();
     let layer = Layer::new(&rootfs::program_tree(&program.path, binary), epoch)?;
@@ -397,11 +395,6 @@ mod tests {
             sbom_ref_name("sidecar", "v1", Arch::Amd64),
             "sidecar:v1-amd64.sbom"
         );
-        let p = programs();
-        assert_eq!(p.len(), 5);
-        assert_eq!(p[0].path, "/ko-app/clonerefs");
-        assert!(p.iter().all(|p| p.shipped == (p.name != "fixture-job")));
-        assert_eq!(p[4].path, "/usr/local/bin/fixture-job");
     }
 
     #[test]

@@ -1,13 +1,15 @@
 /*!
 THE arch table. Its rows live in `qemu/targets.tsv`, which the provisioning script reads too, so
 the mapping from our arch names to Rust triples, Debian arches, cross tools, qemu binaries and ELF
-machines is written once.
+machines is written once. [`elf`] checks a binary against its arch's row.
 */
+
+pub mod elf;
 
 use std::fmt;
 use std::str::FromStr;
 
-const TABLE: &str = include_str!("../../qemu/targets.tsv");
+const TABLE: &str = include_str!("../../../qemu/targets.tsv");
 
 /// One of the four arches tetrapod ships.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
