@@ -139,7 +139,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let arches = arch.0;
             build::build_with(&tc, &arches, timings)?;
             for a in arches {
-                for b in harness::utility::ALL.map(|u| u.name()) {
+                for b in harness::utility::ALL.map(harness::utility::Utility::name) {
                     let p = build::binary(a, b);
                     let size = std::fs::metadata(&p)?.len();
                     println!("{a:8} {b:11} {size:>9} bytes  {}", p.display());
@@ -232,8 +232,9 @@ layout: {}",
             jobs,
         } => {
             let tc = Toolchain::load()?;
-            let jobs = jobs
-                .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let jobs = jobs.unwrap_or_else(|| {
+                2 * std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+            });
             let arches = arch.0;
             if backend == BackendKind::Docker {
                 // A matrix that ran nothing is not a green one.

@@ -55,13 +55,15 @@ pub fn run<'a>(
                     let Some(&(a, c)) = work.get(i) else { break };
                     let cell = run_cell(&runners[a], &cases[c], opts);
                     done.lock()
-                        .unwrap_or_else(|e| e.into_inner())
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .push(((a, c), cell));
                 }
             });
         }
     });
-    let mut cells = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut cells = done
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     // The report lists arch by arch, cases in their order.
     cells.sort_by_key(|(key, _)| *key);
     Ok(Report {

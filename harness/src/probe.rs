@@ -19,7 +19,7 @@ fn probe(utility: Utility, case: &str, args: &[&str], env: &[(&str, &str)]) -> P
     Probe {
         name: format!("{utility}__{case}"),
         utility,
-        args: args.iter().map(|s| s.to_string()).collect(),
+        args: args.iter().map(std::string::ToString::to_string).collect(),
         env: env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -301,7 +301,7 @@ fn pitfall_check(arch: Arch, pitfall: &Pitfall) -> Result<(), Failed> {
             .output()
             .map_err(|e| e.to_string())?;
         if !out.status.success() {
-            return Err(format!("{arch}: pitfall {name} {mode} failed: {:?}", out).into());
+            return Err(format!("{arch}: pitfall {name} {mode} failed: {out:?}").into());
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };

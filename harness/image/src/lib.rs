@@ -130,7 +130,10 @@ pub struct ArchImage {
 impl ArchImage {
     /// What a pull transfers: compressed layers, config and manifest.
     pub fn compressed_size(&self) -> u64 {
-        self.layers.iter().map(|l| l.size()).sum::<u64>()
+        self.layers
+            .iter()
+            .map(oci_spec::image::Descriptor::size)
+            .sum::<u64>()
             + self.config.size()
             + self.manifest.size()
     }
@@ -306,7 +309,7 @@ fn program_layers(opts: &Options) -> Result<BTreeMap<(&'static str, Arch), Progr
         .flat_map(|p| opts.arches.iter().map(move |&a| (p.clone(), a)))
         .collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let results = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..threads.min(jobs.len()) {

@@ -330,7 +330,7 @@ impl Qemu<'_> {
             cmd.env(k, v);
         }
         let cwd = c.working_dir.as_ref().map(|w| translate_path(w, &mounts));
-        let cwd = cwd.unwrap_or_else(|| self.root.to_path_buf());
+        let cwd = cwd.unwrap_or_else(|| self.root.clone());
         fs::create_dir_all(&cwd)?;
         cmd.current_dir(&cwd);
         let out = self
@@ -453,7 +453,7 @@ fn translate_value(v: &str, mounts: &[(String, PathBuf)]) -> String {
 fn translate_json(v: &mut Value, mounts: &[(String, PathBuf)]) {
     match v {
         Value::String(s) if s.starts_with('/') => {
-            *s = translate_path(s, mounts).display().to_string()
+            *s = translate_path(s, mounts).display().to_string();
         }
         Value::Array(a) => a.iter_mut().for_each(|x| translate_json(x, mounts)),
         Value::Object(o) => o.values_mut().for_each(|x| translate_json(x, mounts)),

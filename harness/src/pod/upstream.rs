@@ -235,8 +235,12 @@ impl Want {
         let command = self
             .command
             .as_ref()
-            .map(|c| c.iter().map(|s| s.to_string()).collect());
-        let args: Vec<String> = self.args.iter().map(|s| s.to_string()).collect();
+            .map(|c| c.iter().map(std::string::ToString::to_string).collect());
+        let args: Vec<String> = self
+            .args
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect();
         render(
             self.name,
             &command,

@@ -209,9 +209,15 @@ impl AppTokens {
     }
 
     fn installation_id(&self, org: &str) -> Result<i64, AppError> {
-        let mut guard = self.installations.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self
+            .installations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if guard.is_none() {
-            let mut slug = self.slug.lock().unwrap_or_else(|p| p.into_inner());
+            let mut slug = self
+                .slug
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if slug.is_none() {
                 let info: App = self.call("GET", "/app", 200)?.0;
                 *slug = Some(info.slug);
@@ -240,7 +246,7 @@ impl AppTokens {
         if let Some((t, exp)) = self
             .tokens
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&key)
         {
             if *exp - 60 > now() {
@@ -256,7 +262,7 @@ impl AppTokens {
         let exp = parse_rfc3339_utc(&tok.expires_at).ok_or(AppError::Expiry(tok.expires_at))?;
         self.tokens
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(key, (tok.token.clone(), exp));
         Ok(tok.token)
     }

@@ -90,7 +90,7 @@ fn routes() -> &'static Mutex<HashMap<Endpoint, Endpoint>> {
 fn route(target: Endpoint, via: Endpoint) {
     routes()
         .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .insert(target, via);
 }
 
@@ -197,7 +197,7 @@ unsafe extern "C" fn socket_init(
     let target = (h.clone(), p.clone());
     let connect_to = routes()
         .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .get(&target)
         .cloned()
         .unwrap_or(target);

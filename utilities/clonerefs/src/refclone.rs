@@ -477,15 +477,12 @@ fn merge_no_ff(
     index.write()?;
     let tree = repo.find_tree(index.write_tree()?)?;
     let config = repo.config()?.snapshot()?;
-    let (name, email) = match (
+    let (Ok(name), Ok(email)) = (
         config.get_string("user.name"),
         config.get_string("user.email"),
-    ) {
-        (Ok(n), Ok(e)) => (n, e),
-        _ => {
-            out.push_str("Author identity unknown\n\n*** Please tell me who you are.\n");
-            return Err("unable to auto-detect email address".to_string().into());
-        }
+    ) else {
+        out.push_str("Author identity unknown\n\n*** Please tell me who you are.\n");
+        return Err("unable to auto-detect email address".to_string().into());
     };
     let sig = Signature::new(&name, &email, &Time::new(timestamp, 0))?;
     let message = merge_message(source, branch, tag_message.as_deref());

@@ -425,9 +425,9 @@ fn key_files(root: &Path, out: &mut Vec<PathBuf>) -> Result<(), (PathBuf, std::i
         return Ok(());
     }
     let mut entries: Vec<_> = fs::read_dir(root)
-        .and_then(|d| d.collect::<Result<_, _>>())
+        .and_then(std::iter::Iterator::collect::<Result<_, _>>)
         .map_err(at)?;
-    entries.sort_by_key(|e| e.file_name());
+    entries.sort_by_key(std::fs::DirEntry::file_name);
     for e in entries {
         if e.file_name().to_string_lossy().starts_with("..") {
             continue;

@@ -167,7 +167,10 @@ mod tests {
     #[test]
     fn flag_names_are_the_flags_clap_knows() {
         use clap::CommandFactory;
-        let mut want: Vec<String> = FLAG_NAMES.iter().map(|s| s.to_string()).collect();
+        let mut want: Vec<String> = FLAG_NAMES
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect();
         want.sort();
         assert_eq!(want, pod_utils::options::flag_table(Flags::command()));
     }

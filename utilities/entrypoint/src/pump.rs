@@ -87,7 +87,9 @@ impl SharedOutput {
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Output> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

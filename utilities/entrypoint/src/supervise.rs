@@ -230,7 +230,9 @@ impl Supervised {
         thread::Builder::new().name("wait".into()).spawn(move || {
             // wait() only fails for a child that is not ours; it then stays "not reaped" (-1).
             if let Ok(status) = child.wait() {
-                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
+                *slot
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(status);
             }
             let _ = pump.join();
             let _ = tx.send(Event::Exited);
@@ -239,7 +241,10 @@ impl Supervised {
     }
 
     fn state(&self) -> Option<ExitStatus> {
-        *self.state.lock().unwrap_or_else(|p| p.into_inner())
+        *self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The code for the marker (Go's `ExitCode()`): the exit status, or -1 if killed by a

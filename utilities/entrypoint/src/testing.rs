@@ -84,7 +84,7 @@ pub(crate) fn case(args: &[&str]) -> Case {
         grace_period: duration::parse("1s").unwrap(),
         ..Options::default()
     };
-    opts.wrapper.args = args.iter().map(|s| s.to_string()).collect();
+    opts.wrapper.args = args.iter().map(std::string::ToString::to_string).collect();
     opts.wrapper.process_log = dir.path().join("process-log.txt").display().to_string();
     opts.wrapper.marker_file = dir.path().join("marker-file.txt").display().to_string();
     Case {

@@ -307,7 +307,10 @@ fn s3_bucket_through_moto() {
         b"s3://prow-artifacts/pr-logs/pull/org_repo/5/the-job/100"
     );
     assert_eq!(
-        alias.metadata.get("x-goog-meta-link").map(|s| s.as_bytes()),
+        alias
+            .metadata
+            .get("x-goog-meta-link")
+            .map(std::string::String::as_bytes),
         Some(alias.data.as_slice())
     );
     let started = by_name(&objects, "pr-logs/pull/org_repo/5/the-job/100/started.json");

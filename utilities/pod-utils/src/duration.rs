@@ -108,7 +108,7 @@ pub fn parse(s: &str) -> Result<i64, ParseError> {
         rest = &rest[int_len..];
         let mut frac_digits = "";
         if let Some(r) = rest.strip_prefix('.') {
-            let n = r.bytes().take_while(|c| c.is_ascii_digit()).count();
+            let n = r.bytes().take_while(u8::is_ascii_digit).count();
             frac_digits = &r[..n];
             rest = &r[n..];
         }

@@ -44,7 +44,9 @@ impl LogSink {
 
     fn lock(&self) -> MutexGuard<'_, BoxWrite> {
         // A panic while logging must not silence every later line.
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn write_line(&self, line: &[u8]) {

@@ -213,9 +213,8 @@ mod tests {
     fn env_json_wins_even_when_empty() {
         // SAFETY: the variable name is unique to this test; no other thread reads it.
         unsafe { std::env::set_var("POD_UTILS_TEST_OPTS", "") };
-        let err = match from_env::<Opts>("POD_UTILS_TEST_OPTS") {
-            Err(e) => e,
-            Ok(_) => panic!("empty JSON must fail"),
+        let Err(err) = from_env::<Opts>("POD_UTILS_TEST_OPTS") else {
+            panic!("empty JSON must fail");
         };
         assert!(
             err.to_string()

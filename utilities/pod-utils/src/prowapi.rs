@@ -335,7 +335,7 @@ mod tests {
         c.path_strategy = "explicit".into();
         c.media_types.insert("log".into(), "text/plain".into());
         assert_eq!(c.validate(), Ok(()));
-        c.media_types.insert("x".into(), "".into());
+        c.media_types.insert("x".into(), String::new());
         assert!(matches!(c.validate(), Err(GcsConfigError::BadMediaType(_))));
     }
 }

@@ -283,12 +283,14 @@ fn parse_cidr(p: &str) -> Option<Exempt> {
 
 fn in_cidr(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
     let (a, b, width) = match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a) as u128, u32::from(b) as u128, 32u32),
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            (u128::from(u32::from(a)), u128::from(u32::from(b)), 32u32)
+        }
         (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128u32),
         // Go compares a v4 address with a v6 network in its v4-mapped form.
         (IpAddr::V4(a), IpAddr::V6(b)) => (u128::from(a.to_ipv6_mapped()), u128::from(b), 128),
         (IpAddr::V6(a), IpAddr::V4(b)) => match a.to_ipv4_mapped() {
-            Some(a) => (u32::from(a) as u128, u32::from(b) as u128, 32),
+            Some(a) => (u128::from(u32::from(a)), u128::from(u32::from(b)), 32),
             None => return false,
         },
     };

@@ -130,7 +130,7 @@ pub fn combine_metadata(entries: &[wrapper::Options]) -> CombinedMetadata {
             Err(err) => {
                 match &err {
                     MetadataError::Path(p) if p.op == "stat" => {
-                        tracing::error!(error = %err, "Failed to stat {file}")
+                        tracing::error!(error = %err, "Failed to stat {file}");
                     }
                     MetadataError::Path(_) => tracing::error!(error = %err, "cannot read {file}"),
                     _ => tracing::error!(error = %err, "Failed to unmarshal {file}"),

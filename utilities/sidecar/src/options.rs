@@ -161,7 +161,7 @@ mod tests {
         use clap::CommandFactory;
         let mut want: Vec<String> = pod_utils::gcsupload::FLAG_NAMES
             .iter()
-            .map(|s| s.to_string())
+            .map(std::string::ToString::to_string)
             .collect();
         want.sort();
         assert_eq!(want, pod_utils::options::flag_table(Flags::command()));

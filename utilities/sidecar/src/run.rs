@@ -246,7 +246,9 @@ impl Job<'_> {
         let lock = Arc::clone(&self.censoring);
         // Censoring reads and rewrites whole files: keep it off the async workers.
         let censored = tokio::task::spawn_blocking(move || {
-            let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+            let _held = lock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             crate::censor::censor(&censoring, &process_logs, &items, &std::env::temp_dir())
         })
         .await;

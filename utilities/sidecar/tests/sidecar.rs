@@ -418,7 +418,7 @@ fn artifacts_sidecar_cannot_rewrite_are_uploaded_as_censored_copies() {
     use std::os::unix::process::CommandExt;
     let sb = Sandbox::new();
     let chmod = |p: &std::path::Path, mode: u32| {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
     };
     // The pod's volumes: emptyDirs are 0777, /tmp 1777; the sandbox root must be traversable.
     chmod(sb.logs.parent().unwrap(), 0o755);

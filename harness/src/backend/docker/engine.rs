@@ -48,7 +48,9 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Runs `create` unless the run was interrupted, with the gate held.
 fn gated<T>(create: impl FnOnce() -> Result<T>) -> Result<T> {
-    let _open = GATE.read().unwrap_or_else(|e| e.into_inner());
+    let _open = GATE
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if INTERRUPTED.load(Ordering::SeqCst) {
         bail!("interrupted");
     }
@@ -107,7 +109,9 @@ impl Engine {
                 // creations that hold it.
                 let rt = tokio::runtime::Handle::current();
                 std::thread::spawn(move || {
-                    let _closed = GATE.write().unwrap_or_else(|e| e.into_inner());
+                    let _closed = GATE
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     INTERRUPTED.store(true, Ordering::SeqCst);
                     eprintln!(
                         "docker backend: interrupted; removing this run's containers and networks"
@@ -234,7 +238,7 @@ impl Objects {
             while let Some(Ok(chunk)) = stream.next().await {
                 match chunk {
                     LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                        out.extend_from_slice(&message)
+                        out.extend_from_slice(&message);
                     }
                     LogOutput::StdErr { message } => err.extend_from_slice(&message),
                     LogOutput::StdIn { .. } => {}

@@ -38,7 +38,9 @@ fn dir() -> PathBuf {
 
 /// The image ids of the lab's programs for `arch`, built and loaded on the first call.
 pub fn for_arch(engine: &Engine, arch: Arch) -> Result<Arc<Ids>> {
-    let mut done = ARCHES.lock().unwrap_or_else(|e| e.into_inner());
+    let mut done = ARCHES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(ids) = done.get(&arch) {
         return Ok(ids.clone());
     }
@@ -79,7 +81,9 @@ pub fn for_arch(engine: &Engine, arch: Arch) -> Result<Arc<Ids>> {
 
 /// The fake-gcs-server image's id, built and loaded on the first call.
 pub fn fake_gcs(engine: &Engine) -> Result<String> {
-    let mut done = GCS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut done = GCS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(id) = done.as_ref() {
         return Ok(id.clone());
     }

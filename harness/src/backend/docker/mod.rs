@@ -208,7 +208,9 @@ impl Backend for Docker<'_> {
 /// Prints the emulation mode once per arch.
 fn announce(arch: Arch, mode: Mode) {
     static SEEN: Mutex<Vec<Arch>> = Mutex::new(Vec::new());
-    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut seen = SEEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if !seen.contains(&arch) {
         seen.push(arch);
         let how = match mode {

@@ -183,8 +183,8 @@ mod tests {
         Container {
             name: "c".into(),
             image: Image::Utility(crate::utility::Utility::Sidecar),
-            command: command.map(|c| c.iter().map(|s| s.to_string()).collect()),
-            args: args.iter().map(|s| s.to_string()).collect(),
+            command: command.map(|c| c.iter().map(std::string::ToString::to_string).collect()),
+            args: args.iter().map(std::string::ToString::to_string).collect(),
             env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -212,7 +212,7 @@ pub fn oracle_clone(
         }
     }
     let s = |v: &[&str]| Step {
-        args: v.iter().map(|x| x.to_string()).collect(),
+        args: v.iter().map(std::string::ToString::to_string).collect(),
         only_env: vec![],
         retried: false,
     };
@@ -297,7 +297,7 @@ pub fn oracle_clone(
         let m = Step {
             args: ["git", "merge", "--no-ff", target]
                 .iter()
-                .map(|x| x.to_string())
+                .map(std::string::ToString::to_string)
                 .collect(),
             only_env: vec![
                 ("GIT_AUTHOR_DATE".into(), t.to_string()),

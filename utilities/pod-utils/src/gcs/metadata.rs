@@ -506,7 +506,11 @@ mod tests {
     // Upstream TestShouldCompressFileType.
     #[test]
     fn should_compress_cases() {
-        let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let list = |v: &[&str]| {
+            v.iter()
+                .map(std::string::ToString::to_string)
+                .collect::<Vec<_>>()
+        };
         assert!(should_compress_file_type(
             "a/b/build-log.txt",
             &list(&["txt"])

@@ -68,7 +68,7 @@ impl std::error::Error for PathError {}
 pub fn parse(v: &str) -> Result<GcsPath, PathError> {
     let u = gourl::parse(v).map_err(|gourl::UrlError { url, reason }| PathError::Url {
         input: v.to_string(),
-        url: url.to_string(),
+        url: url.clone(),
         reason,
     })?;
     // Upstream prints the re-serialised URL; the input is what the user typed, and close enough.

@@ -114,7 +114,7 @@ impl Flags {
         for entry in &self.media_type {
             let (ext, ty) = entry
                 .split_once(':')
-                .ok_or_else(|| FlagError::MediaType(entry.to_string()))?;
+                .ok_or_else(|| FlagError::MediaType(entry.clone()))?;
             media_types.insert(ext.to_string(), ty.to_string());
         }
         let mut gcs = GcsConfiguration {

@@ -245,7 +245,7 @@ fn gather_artifacts(
             continue;
         };
         let mut names: Vec<String> = rd
-            .filter_map(|e| e.ok())
+            .filter_map(std::result::Result::ok)
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         // Reverse-sorted onto the stack, so walked in lexical order like filepath.Walk.
@@ -414,7 +414,7 @@ mod tests {
     }
 
     fn set(v: &[&str]) -> BTreeSet<String> {
-        v.iter().map(|s| s.to_string()).collect()
+        v.iter().map(std::string::ToString::to_string).collect()
     }
 
     /// Creates `paths` (a trailing `/` makes a directory) and returns the items under `tmp`.

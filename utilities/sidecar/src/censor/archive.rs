@@ -412,7 +412,7 @@ fn go_quote(b: &[u8]) -> String {
                 '\t' => out.push_str("\\t"),
                 '\x0b' => out.push_str("\\v"),
                 c if (c as u32) < 0x20 || c == '\x7f' => {
-                    out.push_str(&format!("\\x{:02x}", c as u32))
+                    out.push_str(&format!("\\x{:02x}", c as u32));
                 }
                 c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
                 c => out.push(c),

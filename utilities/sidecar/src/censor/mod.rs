@@ -287,7 +287,7 @@ fn run(
                     copy: None,
                     path: None,
                 },
-            )
+            );
         };
         for log in process_logs {
             submit(Job::File(log.clone()));
@@ -584,8 +584,8 @@ mod tests {
     #[test]
     fn should_censor_precedence() {
         let opts = |inc: &[&str], exc: &[&str]| CensoringOptions {
-            include_directories: inc.iter().map(|s| s.to_string()).collect(),
-            exclude_directories: exc.iter().map(|s| s.to_string()).collect(),
+            include_directories: inc.iter().map(std::string::ToString::to_string).collect(),
+            exclude_directories: exc.iter().map(std::string::ToString::to_string).collect(),
             ..Default::default()
         };
         let p = "/usr/bin/bash";

@@ -143,7 +143,7 @@ fn rewrite_tar(
         let mut entry = entry.map_err(read_err)?;
         let mut header = entry.header().clone();
         let name = entry.path_bytes().into_owned();
-        let link = entry.link_name_bytes().map(|l| l.into_owned());
+        let link = entry.link_name_bytes().map(std::borrow::Cow::into_owned);
         let shown = String::from_utf8_lossy(&name).into_owned();
         let size = entry.size();
         let kind = header.entry_type();

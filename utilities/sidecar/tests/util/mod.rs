@@ -110,7 +110,7 @@ impl Sandbox {
     pub fn leftover_temp_logs(&self) -> Vec<String> {
         std::fs::read_dir(&self.tmp)
             .expect("read tmp")
-            .filter_map(|e| e.ok())
+            .filter_map(std::result::Result::ok)
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| n.starts_with("sidecar-logs"))
             .collect()
@@ -129,7 +129,7 @@ impl Sandbox {
 fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
     for e in std::fs::read_dir(dir)
         .expect("read dir")
-        .filter_map(|e| e.ok())
+        .filter_map(std::result::Result::ok)
     {
         let p = e.path();
         if p.is_dir() {
